@@ -1,0 +1,26 @@
+"""Great Expectations suites, one file per source table and one for the events.
+
+The raw suites in ``raw/`` are generated from the source contract in
+``transforms/ssd.py`` by ``python -m expectations.generate`` so that the contract and the
+checks cannot drift apart; ``events.json`` is written by hand. Every expectation carries
+``meta.rule`` (a short id), ``meta.reason`` (the plain-English sentence a reject gets)
+and ``meta.severity``: ``reject`` removes the row, ``warning`` keeps it and records a
+finding.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SUITES = Path(__file__).parent
+EVENTS_SUITE = "events"
+
+
+def suite_path(name: str) -> Path:
+    return SUITES / f"{name}.json" if name == EVENTS_SUITE else SUITES / "raw" / f"{name}.json"
+
+
+def load_suite(name: str) -> dict:
+    """The suite as a plain dict, in the shape ``gx.ExpectationSuite(**suite)`` takes."""
+    return json.loads(suite_path(name).read_text(encoding="utf-8"))

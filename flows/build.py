@@ -1,0 +1,187 @@
+"""The main flow: extract → shard → (conform → validate → stage → validate) per shard → write.
+
+The flow reads like the list of stages; the work is in `transforms/` and `flows/shard.py`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from secrets import token_hex
+
+import pandas as pd
+import pyarrow as pa
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows import sinks
+from flows.shard import ShardOutcome, process_shard
+from flows.source import SourceSchemaError, read_source, safe_url, source_url
+from flows.validation import SuiteRunner
+from transforms.rejects import concat_rejects
+from transforms.reconcile import check_balanced, reconciliation
+from transforms.shards import sharded
+from transforms.ssd import TABLES
+
+DEFAULT_SHARDS = 8
+DEFAULT_MAX_REJECT_SHARE = 0.02
+
+
+class RunFailed(RuntimeError):
+    """The run finished but must not be published (too many rejects, say)."""
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    status: str
+    version: Path
+    manifest: dict
+
+
+def _retry_transient(task, task_run, state) -> bool:
+    """Retry reads that failed on the connection, not those the source cannot satisfy."""
+    try:
+        state.result()
+    except (SourceSchemaError, ValueError):
+        return False
+    except Exception:  # noqa: BLE001 - any other failure of a read may be transient
+        return True
+    return False
+
+
+@task(retries=3, retry_delay_seconds=[1, 5, 20], retry_condition_fn=_retry_transient,
+      cache_policy=NO_CACHE)
+def extract(source: str, children: list[str] | None, workers: int) -> dict[str, pa.Table]:
+    return read_source(source_url(source), TABLES, children, workers)
+
+
+@task(cache_policy=NO_CACHE)
+def shard_tables(raw: dict[str, pa.Table], shards: int
+                 ) -> tuple[list[dict[str, pd.DataFrame]], pd.DataFrame]:
+    frames = {name: table.to_pandas(date_as_object=False) for name, table in raw.items()}
+    return sharded(frames, shards)
+
+
+@task(cache_policy=NO_CACHE)
+def validate_and_stage(number: int, frames: dict[str, pd.DataFrame], as_of: pd.Timestamp,
+                       runner: SuiteRunner, version: Path) -> ShardOutcome:
+    outcome = process_shard(number, frames, as_of, runner)
+    sinks.write_partition(outcome.events, version / "events", number)
+    return outcome
+
+
+@task(cache_policy=NO_CACHE)
+def write_outputs(version: Path, outcomes: list[ShardOutcome], early_rejects: pd.DataFrame
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rejects = concat_rejects([early_rejects, *(o.rejects for o in outcomes)])
+    findings = pd.concat([o.findings for o in outcomes], ignore_index=True)
+    people = pd.concat([o.people for o in outcomes], ignore_index=True).sort_values("child_id")
+    sinks.write_table(rejects.sort_values(["table", "source_row"], ignore_index=True),
+                      version / "rejects.parquet")
+    sinks.write_table(findings, version / "findings.parquet")
+    sinks.write_table(people, version / "people.parquet")
+    sinks.write_json({"results": [r for o in outcomes for r in o.validation]},
+                     version / "validation" / "results.json")
+    return rejects, findings
+
+
+@flow(name="build-chronologies", log_prints=False,
+      task_runner=ThreadPoolTaskRunner(max_workers=2))
+def build_chronologies(
+    source: str,
+    out: str = "out",
+    children: list[str] | None = None,
+    shards: int = DEFAULT_SHARDS,
+    workers: int = 2,
+    as_of: str | None = None,
+    max_reject_share: float = DEFAULT_MAX_REJECT_SHARE,
+) -> dict:
+    """Build validated canonical events for every child (or `children`) of `source`."""
+    logger = get_run_logger()
+    started = datetime.now(UTC)
+    run_id = started.strftime("%Y%m%dT%H%M%SZ") + "-" + token_hex(3)
+    as_of_date = pd.Timestamp(as_of or started.date().isoformat()).normalize()
+    data_as_of = as_of_date + pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
+    version = sinks.version_dir(Path(out), run_id)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    raw = extract(source, children, workers)
+    timings["extract"] = time.perf_counter() - clock
+    logger.info("extracted %d tables, %d rows", len(raw), sum(t.num_rows for t in raw.values()))
+
+    extracted = {name: table.num_rows for name, table in raw.items()}
+    clock = time.perf_counter()
+    parts, early_rejects = shard_tables(raw, shards)
+    del raw
+    timings["shard"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    runner = SuiteRunner()
+    futures = [validate_and_stage.submit(n, part, data_as_of, runner, version)
+               for n, part in enumerate(parts)]
+    outcomes = [f.result() for f in futures]
+    timings["validate_and_stage"] = time.perf_counter() - clock
+    for outcome in outcomes:
+        for stage_name, seconds in outcome.seconds.items():
+            timings[f"cpu.{stage_name}"] = timings.get(f"cpu.{stage_name}", 0.0) + seconds
+
+    clock = time.perf_counter()
+    rejects, findings = write_outputs(version, outcomes, early_rejects)
+    timings["write"] = time.perf_counter() - clock
+
+    counts = reconciliation(extracted, outcomes, rejects)
+    rows_in = int(counts["rows_in"].sum())
+    rejected = int(counts["rows_rejected"].sum())
+    share = rejected / rows_in if rows_in else 0.0
+    status = "succeeded" if share <= max_reject_share else "failed"
+    manifest = {
+        "run_id": run_id,
+        "status": status,
+        "started_at": started.isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "source": safe_url(source_url(source)),
+        "data_as_of": as_of_date.date().isoformat(),
+        "children_requested": children,
+        "shards": shards,
+        "rows_in": rows_in,
+        "rows_rejected": rejected,
+        "reject_share": round(share, 6),
+        "max_reject_share": max_reject_share,
+        "events": int(counts["events"].sum()),
+        "children": int(sum(len(o.people) for o in outcomes)),
+        "tables": counts.to_dict(orient="records"),
+        "findings": findings.groupby(["table", "expectation"]).size().rename("rows")
+        .reset_index().to_dict(orient="records"),
+        "rejects_by_rule": rejects.groupby(["table", "expectation"]).size().rename("rows")
+        .reset_index().to_dict(orient="records"),
+        "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
+        "versions": _versions(),
+    }
+    sinks.write_json(manifest, version / "manifest.json")
+    check_balanced(counts)
+    if status != "succeeded":
+        raise RunFailed(
+            f"{rejected:,} of {rows_in:,} source rows ({share:.2%}) were rejected, more than "
+            f"the {max_reject_share:.2%} allowed; nothing was published. "
+            f"See {version / 'rejects.parquet'} and {version / 'manifest.json'}.")
+    sinks.make_current(Path(out), run_id)
+    logger.info("run %s: %d rows in, %d rejected, %d events", run_id, rows_in, rejected,
+                manifest["events"])
+    return manifest
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("chronology", "prefect", "great-expectations", "pandas", "pyarrow"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found

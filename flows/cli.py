@@ -1,0 +1,136 @@
+"""The `chronology` command line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+DEMO_DATABASE = Path("demo") / "ssd-demo.sqlite"
+DEMO_CHILDREN = 2000
+DEMO_SEED = 42
+
+
+def _quiet_prefect() -> None:
+    """Settings for a machine with no internet and no standing Prefect server."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def _children(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    ids = [part.strip() for part in value.split(",") if part.strip()]
+    if not ids:
+        raise click.BadParameter("give at least one child id, e.g. --children P0000001,P0000002")
+    return ids
+
+
+@click.group()
+def main() -> None:
+    """Coherent chronologies of children's lives from social care case records."""
+
+
+@main.command("demo-data")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--children", default=DEMO_CHILDREN, show_default=True, type=click.IntRange(1),
+              help="Number of synthetic children.")
+@click.option("--seed", default=DEMO_SEED, show_default=True, type=int,
+              help="Random seed: the same seed gives the same database.")
+@click.option("--bad-rate", default=0.005, show_default=True, type=click.FloatRange(0, 0.5),
+              help="Share of rows made bad in the ways real extracts are.")
+@click.option("--no-case-notes", is_flag=True,
+              help="Leave out the case-note extension table, as in a plain SSD deployment.")
+def demo_data(path: Path, children: int, seed: int, bad_rate: float, no_case_notes: bool) -> None:
+    """Write a synthetic SSD database (SQLite) of N children to PATH."""
+    from fixtures.generator import generate_database
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report = generate_database(path, children=children, seed=seed, bad_rate=bad_rate,
+                               case_notes=not no_case_notes)
+    total = sum(report.rows.values())
+    click.echo(f"wrote {path}: {children:,} children, {total:,} rows in {len(report.rows)} tables, "
+               f"{len(report.injected):,} bad records injected, in {report.seconds:.1f} s")
+    for kind, count in report.injected["kind"].value_counts().sort_index().items():
+        click.echo(f"  {kind:<22} {count:>8,}")
+
+
+@main.command()
+@click.option("--source", help="SQLAlchemy URL or SQLite path. Default: the bundled demo "
+              f"database {DEMO_DATABASE}, generated if absent.")
+@click.option("--out", default="out", show_default=True, type=click.Path(file_okay=False),
+              help="Output folder; each run writes OUT/versions/<run-id> and points "
+              "OUT/current at it.")
+@click.option("--children", help="Comma-separated child ids: build just these.")
+@click.option("--shards", default=8, show_default=True, type=click.IntRange(1, 4096),
+              help="Shards of children, processed independently.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="Threads for reading tables.")
+@click.option("--as-of", "as_of", help="Date the data is as of (YYYY-MM-DD). Default: today.")
+@click.option("--max-reject-share", default=0.02, show_default=True,
+              type=click.FloatRange(0, 1), help="Fail the run if a larger share of source rows "
+              "is rejected.")
+def build(source: str | None, out: str, children: str | None, shards: int, workers: int,
+          as_of: str | None, max_reject_share: float) -> None:
+    """Run the main flow: extract, validate and stage the source into events."""
+    if source is None:
+        source = str(DEMO_DATABASE)
+        if not DEMO_DATABASE.exists():
+            click.echo(f"no demo database yet: generating {DEMO_DATABASE} "
+                       f"({DEMO_CHILDREN:,} children)")
+            from fixtures.generator import generate_database
+
+            DEMO_DATABASE.parent.mkdir(parents=True, exist_ok=True)
+            generate_database(DEMO_DATABASE, children=DEMO_CHILDREN, seed=DEMO_SEED)
+    _quiet_prefect()
+    from flows.build import RunFailed, build_chronologies
+    from flows.source import SourceSchemaError
+    from flows.validation import ExpectationError
+    from transforms.reconcile import Unbalanced
+
+    click.echo("building: starting Prefect and reading the source…")
+    try:
+        manifest = build_chronologies(
+            source=source, out=out, children=_children(children), shards=shards,
+            workers=workers, as_of=as_of, max_reject_share=max_reject_share)
+    except (SourceSchemaError, RunFailed, ExpectationError, Unbalanced, ConnectionError,
+            ValueError) as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    _print_summary(manifest, Path(out))
+
+
+def _print_summary(manifest: dict, out: Path) -> None:
+    click.echo(f"run {manifest['run_id']}: {manifest['status']}")
+    click.echo(f"{'table':<28}{'rows in':>10}{'staged':>10}{'rejected':>10}{'events':>10}")
+    for row in manifest["tables"]:
+        click.echo(f"{row['table']:<28}{row['rows_in']:>10,}{row['rows_staged']:>10,}"
+                   f"{row['rows_rejected']:>10,}{row['events']:>10,}")
+    click.echo(f"{manifest['children']:,} children, {manifest['events']:,} events; "
+               f"{manifest['rows_rejected']:,} rows rejected ({manifest['reject_share']:.2%}); "
+               f"{sum(f['rows'] for f in manifest['findings']):,} rows kept with findings")
+    click.echo(f"outputs: {out / 'current'}")
+
+
+@main.command()
+@click.option("--children", default=100_000, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=DEMO_SEED, show_default=True, type=int)
+@click.option("--database", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("demo") / "bench-ssd.sqlite", show_default=True,
+              help="Where the benchmark database is generated (reused if present for the "
+              "same size and seed).")
+@click.option("--shards", default=8, show_default=True, type=click.IntRange(1, 4096))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+def bench(children: int, seed: int, database: Path, shards: int, workers: int) -> None:
+    """Generate N children and time extract, stage and validate: rows/s and peak memory."""
+    from flows.bench import run_benchmark
+
+    for line in run_benchmark(database, children, seed, shards, workers):
+        click.echo(line)
+
+
+if __name__ == "__main__":
+    main()

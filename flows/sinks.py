@@ -1,0 +1,46 @@
+"""Write a run's outputs into a new version folder and make it current in one step."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+CURRENT = "current"
+VERSIONS = "versions"
+
+
+def version_dir(out: Path, run_id: str) -> Path:
+    path = out / VERSIONS / run_id
+    path.mkdir(parents=True, exist_ok=False)
+    return path
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+
+
+def write_partition(frame: pd.DataFrame, dataset: Path, shard: int) -> Path:
+    """One shard's rows as `<dataset>/shard=<n>/part-0.parquet` (hive-style partitions)."""
+    path = dataset / f"shard={shard}" / "part-0.parquet"
+    write_table(frame, path)
+    return path
+
+
+def write_json(data: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def make_current(out: Path, run_id: str) -> None:
+    """Point `out/current` at the run's version with one atomic rename of a symlink."""
+    link = out / f".{CURRENT}.{run_id}"
+    if link.is_symlink():
+        link.unlink()
+    os.symlink(Path(VERSIONS) / run_id, link)
+    os.replace(link, out / CURRENT)

@@ -1,0 +1,144 @@
+"""Read the source tables from any SQLAlchemy URL into Arrow.
+
+The URL is how a person names a database; behind it the fastest reader that fits is
+chosen: ADBC (Arrow-native) for SQLite and PostgreSQL, plain SQLAlchemy for anything
+else. Only the columns in the source contract are read, and only for the children
+asked for. A missing table or column is a `SourceSchemaError` naming it; errors from
+the connection itself are left to the caller's retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
+
+from transforms.ssd import PERSON_ID, PERSON_TABLE, TABLES_BY_NAME, SourceTable
+
+
+class SourceSchemaError(RuntimeError):
+    """The source lacks a table or column the pipeline needs. Retrying will not help."""
+
+
+def source_url(source: str | Path) -> URL:
+    """SQLAlchemy URL for a URL string or a path to an SQLite file."""
+    text = str(source)
+    if "://" not in text:
+        path = Path(text).expanduser().resolve()
+        if not path.exists():
+            raise SourceSchemaError(f"source database {path} does not exist")
+        return URL.create("sqlite", database=str(path))
+    try:
+        return make_url(text)
+    except sa.exc.ArgumentError as error:
+        raise SourceSchemaError(f"not a database URL: {error}") from None
+
+
+def safe_url(url: URL) -> str:
+    """The URL as it may be printed and stored: never with its password."""
+    return url.render_as_string(hide_password=True)
+
+
+def present_tables(url: URL, tables: Sequence[SourceTable]) -> list[SourceTable]:
+    """The tables to read; raises naming every required table or column that is missing.
+
+    Optional tables (the case-note extension) that are absent are left out.
+    """
+    engine = sa.create_engine(url)
+    try:
+        inspector = sa.inspect(engine)
+        existing = {name.lower(): name for name in inspector.get_table_names()}
+        problems: list[str] = []
+        found: list[SourceTable] = []
+        for table in tables:
+            if table.name.lower() not in existing:
+                if table.required:
+                    problems.append(f"table {table.name} is missing")
+                continue
+            columns = {c["name"].lower() for c in inspector.get_columns(existing[table.name.lower()])}
+            absent = [c for c in table.columns if c.lower() not in columns]
+            problems += [f"column {table.name}.{c} is missing" for c in absent]
+            found.append(table)
+    except sa.exc.OperationalError as error:
+        raise ConnectionError(f"cannot reach the source database {safe_url(url)}: "
+                              f"{error.orig}") from None
+    finally:
+        engine.dispose()
+    if problems:
+        raise SourceSchemaError(f"the source {safe_url(url)} does not match the SSD contract: "
+                                + "; ".join(problems))
+    return found
+
+
+def _literal(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("a child id cannot contain a NUL character")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def select_sql(table: SourceTable, dialect: str, children: Sequence[str] | None) -> str:
+    """SELECT for the contract's columns of one table, for some or all children."""
+    if dialect == "sqlite":
+        # SQLite stores each value with its own type; text is the one type every value has.
+        columns = ", ".join(f'CAST("{c}" AS TEXT) AS "{c}"' for c in table.columns)
+    else:
+        columns = ", ".join(f'"{c}"' for c in table.columns)
+    sql = f'SELECT {columns} FROM "{table.name}"'
+    if children is None:
+        return sql
+    ids = ", ".join(_literal(c) for c in children) or "NULL"
+    if table.person is not None:
+        return f'{sql} WHERE "{table.person}" IN ({ids})'
+    owner = table.owner
+    parent = TABLES_BY_NAME[owner.table]
+    return (f'{sql} WHERE "{owner.column}" IN (SELECT "{owner.key}" FROM "{owner.table}" '
+            f'WHERE "{parent.person}" IN ({ids}))')
+
+
+def _read_adbc(url: URL, sql: str) -> pa.Table:
+    if url.get_backend_name() == "sqlite":
+        import adbc_driver_sqlite.dbapi as driver
+
+        target = f"file:{url.database}?mode=ro"
+    else:
+        import adbc_driver_postgresql.dbapi as driver
+
+        target = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with driver.connect(target) as connection, connection.cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetch_arrow_table()
+
+
+def _read_sqlalchemy(url: URL, sql: str) -> pa.Table:
+    import pandas as pd
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            frame = pd.read_sql(sa.text(sql), connection)
+    finally:
+        engine.dispose()
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def read_table(url: URL, table: SourceTable, children: Sequence[str] | None) -> pa.Table:
+    backend = url.get_backend_name()
+    sql = select_sql(table, backend, children)
+    if backend in ("sqlite", "postgresql"):
+        return _read_adbc(url, sql)
+    return _read_sqlalchemy(url, sql)
+
+
+def read_source(url: URL, tables: Sequence[SourceTable], children: Sequence[str] | None = None,
+                workers: int = 2) -> dict[str, pa.Table]:
+    """Every present table of the contract, read in parallel, as Arrow tables."""
+    present = present_tables(url, tables)
+    if PERSON_TABLE not in {t.name for t in present}:
+        raise SourceSchemaError(f"table {PERSON_TABLE} is missing ({PERSON_ID} names children)")
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = pool.map(lambda t: (t.name, read_table(url, t, children)), present)
+        return dict(results)

@@ -1,0 +1,147 @@
+"""A thin runner for the Great Expectations suites in `expectations/`.
+
+Row-level failures come back as a frame of failed rows with the rule and a reason;
+an expectation that *errors* (bad configuration, a type GX cannot compare) is a
+pipeline fault and raises, because its silence would pass bad data as good.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from expectations import load_suite
+
+# GX reports progress with tqdm bars and chatty loggers; neither belongs in a nightly log.
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+FAILURE_COLUMNS = ("_row", "expectation", "rule", "severity", "reason")
+_PLACEHOLDER = re.compile(r"\{value\}")
+
+
+class ExpectationError(RuntimeError):
+    """An expectation could not be evaluated: a fault in the pipeline, not in the data."""
+
+
+@dataclass(frozen=True)
+class Failures:
+    """Failed rows (one per row and expectation), in suite order."""
+
+    rows: pd.DataFrame
+    evaluated: int
+    results: list[dict[str, Any]]
+
+
+def _columns_of(suite: dict) -> list[str]:
+    names: list[str] = []
+    for expectation in suite["expectations"]:
+        kwargs = expectation["kwargs"]
+        for key in ("column", "column_A", "column_B"):
+            if key in kwargs and kwargs[key] not in names:
+                names.append(kwargs[key])
+    return names
+
+
+def _label(expectation: dict) -> str:
+    kwargs = expectation["kwargs"]
+    column = kwargs.get("column") or f"{kwargs.get('column_A')},{kwargs.get('column_B')}"
+    return f"{expectation['type']}({column})"
+
+
+def _shown_value(expectation: dict, row: dict) -> str:
+    kwargs = expectation["kwargs"]
+    column = kwargs.get("column") or kwargs.get("column_A")
+    value = row.get(column)
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%d")
+    text = "" if value is None else str(value)
+    return text[:40]
+
+
+class SuiteRunner:
+    """Runs suites against pandas frames in one ephemeral GX context.
+
+    A GX context is not safe to share between threads, so each thread gets its own.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def _context(self):
+        local = self._local
+        if not hasattr(local, "context"):
+            import great_expectations as gx  # slow import (~4 s): only when validating
+
+            local.gx = gx
+            local.context = gx.get_context(mode="ephemeral")
+            local.asset = local.context.data_sources.add_pandas("chronology").add_dataframe_asset(
+                "frame")
+            local.batch = local.asset.add_batch_definition_whole_dataframe("whole")
+            local.definitions = {}
+        return local
+
+    def warm_up(self) -> None:
+        """Import GX and build this thread's context now, e.g. before timing anything."""
+        self._context()
+
+    def _definition(self, name: str):
+        local = self._context()
+        if name not in local.definitions:
+            gx = local.gx
+            spec = load_suite(name)
+            # GX does not promise to report results in suite order: tag each expectation.
+            for position, expectation in enumerate(spec["expectations"]):
+                expectation["meta"] = {**expectation["meta"], "position": position}
+            suite = local.context.suites.add(gx.ExpectationSuite(**spec))
+            local.definitions[name] = local.context.validation_definitions.add(
+                gx.ValidationDefinition(name=name, data=local.batch, suite=suite))
+        return local.definitions[name]
+
+    def run(self, name: str, frame: pd.DataFrame, parameters: dict[str, Any] | None = None
+            ) -> Failures:
+        suite = load_suite(name)
+        columns = [c for c in _columns_of(suite) if c in frame.columns]
+        missing = [c for c in _columns_of(suite) if c not in frame.columns]
+        if missing:
+            raise ExpectationError(f"suite {name} checks columns the data does not have: "
+                                   f"{', '.join(missing)}")
+        if frame.empty:
+            return Failures(pd.DataFrame(columns=list(FAILURE_COLUMNS)), 0, [])
+        batch = frame[["_row", *[c for c in columns if c != "_row"]]]
+        result = self._definition(name).run(
+            batch_parameters={"dataframe": batch},
+            expectation_parameters=parameters or {},
+            result_format={"result_format": "COMPLETE",
+                           "unexpected_index_column_names": ["_row"],
+                           "return_unexpected_index_query": False},
+        )
+        failed: list[tuple] = []
+        # Sorted back into suite order, so that a row's first failure is the suite's first.
+        summaries: list[dict[str, Any]] = []
+        for outcome in result.results:
+            expectation = suite["expectations"][outcome.expectation_config.meta["position"]]
+            info = outcome.exception_info or {}
+            raised = info.get("raised_exception") if isinstance(info, dict) else False
+            if raised or (isinstance(info, dict) and any(
+                    isinstance(v, dict) and v.get("raised_exception") for v in info.values())):
+                raise ExpectationError(
+                    f"suite {name}: {_label(expectation)} could not be evaluated: "
+                    f"{info.get('exception_message') or info}")
+            unexpected = outcome.result.get("unexpected_index_list") or []
+            summaries.append({"expectation": _label(expectation),
+                              "rule": expectation["meta"]["rule"],
+                              "success": bool(outcome.success),
+                              "unexpected": len(unexpected)})
+            meta = outcome.expectation_config.meta
+            for row in unexpected:
+                reason = _PLACEHOLDER.sub(_shown_value(expectation, row), meta["reason"])
+                failed.append((int(row["_row"]), _label(expectation), meta["rule"],
+                               meta["severity"], reason, meta["position"]))
+        failed.sort(key=lambda item: item[-1])
+        rows = pd.DataFrame([item[:-1] for item in failed], columns=list(FAILURE_COLUMNS))
+        return Failures(rows.astype({"_row": "int64"}), len(batch), summaries)

@@ -1,0 +1,1 @@
+"""Pure pandas transforms: no Prefect, no files, no clock, no environment."""

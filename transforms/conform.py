@@ -1,0 +1,174 @@
+"""Conform raw source tables: one liberal reading of what real extracts contain.
+
+Real extracts differ between councils: SQLite holds dates as text with or without a
+time part, PostgreSQL sends real DATE and TIMESTAMP columns; code sets arrive as codes
+or as descriptions; Y/N flags are spelt many ways. Conforming turns all of that into
+one typed shape and leaves every judgement about good and bad values to the
+expectation suites, with two exceptions that the suites cannot see once a value is
+typed: text that is not a date at all, and exact copies of a row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from transforms.rejects import concat_rejects, empty_rejects, rejects_for
+from transforms.ssd import FLAG_VALUES, PERSON_ID, PERSON_TABLE, CodeSet, SourceTable
+
+# Dates more than 40 weeks before birth (or the expected birth) cannot be about this child.
+PREGNANCY = pd.Timedelta(days=280)
+
+OWNER_PERSON = "_owner_person_id"
+KEY_COPIES = "_key_copies"
+EARLIEST_DATE = "_earliest_date"
+
+
+@dataclass(frozen=True)
+class Conformed:
+    frame: pd.DataFrame
+    rejects: pd.DataFrame
+
+
+def number_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Give every extracted row its position, the handle that accounting and rejects use."""
+    return frame.assign(_row=np.arange(len(frame), dtype="int64"))
+
+
+def resolve_owners(raw: dict[str, pd.DataFrame], tables: dict[str, SourceTable]
+                   ) -> dict[str, pd.DataFrame]:
+    """Give rows of tables without a person column the child of the row they belong to.
+
+    An assessment factor belongs to the child of its assessment; a CLA review to the child
+    of its period of care. A parent key held by rows of two different children names no
+    child, so its dependants get none and are rejected as orphans.
+    """
+    resolved = dict(raw)
+    for name, frame in raw.items():
+        owner = tables[name].owner
+        if owner is None:
+            continue
+        parent_table = tables[owner.table]
+        parent = raw.get(owner.table)
+        if parent is None:
+            resolved[name] = frame.assign(**{OWNER_PERSON: pd.Series(dtype="str")})
+            continue
+        pairs = parent[[owner.key, parent_table.person]].dropna().drop_duplicates()
+        pairs = pairs[~pairs[owner.key].duplicated(keep=False)]
+        lookup = pd.Series(pairs[parent_table.person].to_numpy(), index=pairs[owner.key])
+        resolved[name] = frame.assign(
+            **{OWNER_PERSON: frame[owner.column].map(lookup).astype("str")})
+    return resolved
+
+
+def _strip(values: pd.Series) -> pd.Series:
+    """Trim text and treat empty strings as missing, as every extract means them."""
+    text = values.astype("str").str.strip()
+    return text.mask(text == "")
+
+
+def _dates(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Parse a date column; return (datetime64[ns] values, mask of unreadable values)."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = values
+        if getattr(parsed.dt, "tz", None) is not None:
+            parsed = parsed.dt.tz_convert(None)
+        return parsed.astype("datetime64[ns]"), pd.Series(False, index=values.index)
+    if values.dtype == object and len(values.dropna()) and not isinstance(
+            values.dropna().iloc[0], str):
+        # Date objects from a database driver.
+        return pd.to_datetime(values).astype("datetime64[ns]"), pd.Series(False, index=values.index)
+    text = _strip(values)
+    parsed = pd.to_datetime(text, format="ISO8601", errors="coerce").astype("datetime64[ns]")
+    return parsed, text.notna() & parsed.isna()
+
+
+def _codes(values: pd.Series, code_set: CodeSet) -> pd.Series:
+    """Map descriptions to codes; leave unknown values as they are for the suites to see."""
+    text = _strip(values)
+    mapped = text.replace(code_set.aliases) if code_set.aliases else text
+    for prefix, code in code_set.prefixes.items():
+        mapped = mapped.mask(mapped.str.startswith(prefix, na=False), code)
+    return mapped
+
+
+def _flags(values: pd.Series) -> pd.Series:
+    text = _strip(values)
+    upper = text.str.upper()
+    return upper.map(FLAG_VALUES).fillna(text).astype("str")
+
+
+def conform_table(table: SourceTable, frame: pd.DataFrame) -> Conformed:
+    """Typed, trimmed, code-normalised table, with the rows whose dates cannot be read."""
+    columns: dict[str, pd.Series] = {}
+    unreadable: dict[str, pd.Series] = {}
+    for column in frame.columns:
+        values = frame[column]
+        if column.startswith("_"):
+            columns[column] = values
+        elif column in table.dates:
+            columns[column], unreadable[column] = _dates(values)
+        elif column in table.codes:
+            columns[column] = _codes(values, table.codes[column])
+        elif column in table.flags:
+            columns[column] = _flags(values)
+        else:
+            columns[column] = _strip(values)
+    conformed = pd.DataFrame(columns, index=frame.index)
+
+    rejects = []
+    bad = pd.Series(False, index=frame.index)
+    for column, mask in unreadable.items():
+        new = mask & ~bad
+        if new.any():
+            rows = conformed[new]
+            reason = ("'" + frame.loc[new, column].astype("str").str.slice(0, 40)
+                      + f"' in {column} is not an ISO 8601 date")
+            rejects.append(rejects_for(table.name, rows, table.key, table.child_column,
+                                       "conform.readable_date", reason))
+        bad |= mask
+    return Conformed(conformed[~bad], concat_rejects(rejects))
+
+
+def drop_exact_copies(table: SourceTable, frame: pd.DataFrame) -> Conformed:
+    """Keep one of several identical rows; count the copies of each remaining key.
+
+    Identical rows say the same thing twice, so one is kept and the others are rejected.
+    Rows that share a key but differ cannot be told apart: `_key_copies` lets the suite
+    reject all of them.
+    """
+    key = frame[table.key]
+    shared = key.duplicated(keep=False) & key.notna()
+    if not shared.any():
+        return Conformed(frame.assign(**{KEY_COPIES: np.int64(1)}), empty_rejects())
+    candidates = frame[shared]
+    content = [c for c in frame.columns if c != "_row"]
+    copies = candidates.duplicated(subset=content, keep="first")
+    copy_rows = candidates[copies]
+    kept = frame.drop(index=copy_rows.index)
+    counts = kept[table.key].map(kept[table.key].value_counts()).fillna(1).astype("int64")
+    rejects = rejects_for(table.name, copy_rows, table.key, table.child_column,
+                          "conform.exact_copy",
+                          f"exact copy of another {table.name} row with the same key")
+    return Conformed(kept.assign(**{KEY_COPIES: counts}), rejects)
+
+
+def births(person: pd.DataFrame) -> pd.DataFrame:
+    """One row per person id: date of birth, or expected birth for an unborn child."""
+    born = person[PERSON_ID].notna() & ~person[PERSON_ID].duplicated(keep=False)
+    unique = person[born]
+    birth = unique["pers_dob"].fillna(unique["pers_expected_dob"])
+    return pd.DataFrame({"child_id": unique[PERSON_ID].to_numpy(),
+                         "birth_date": birth.to_numpy()})
+
+
+def with_earliest_date(table: SourceTable, frame: pd.DataFrame, birth: pd.DataFrame
+                       ) -> pd.DataFrame:
+    """Add the earliest date an event of this child can carry (birth less a pregnancy)."""
+    if table.name == PERSON_TABLE or not table.event_dates:
+        return frame
+    lookup = pd.Series(birth["birth_date"].to_numpy(), index=birth["child_id"].to_numpy())
+    earliest = frame[table.child_column].map(lookup) - PREGNANCY
+    return frame.assign(**{EARLIEST_DATE: earliest.astype("datetime64[ns]")})

@@ -1,0 +1,54 @@
+"""Rows the pipeline could not use, each with the rule that stopped it and why.
+
+Every stage that drops an input row returns it here instead, so that for every
+source table: rows in = rows staged + rows rejected.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+REJECT_COLUMNS = ("table", "record_id", "source_row", "child_id", "expectation", "reason",
+                  "also_failed")
+
+
+def empty_rejects() -> pd.DataFrame:
+    return pd.DataFrame({
+        "table": pd.Series(dtype="str"),
+        "record_id": pd.Series(dtype="str"),
+        "source_row": pd.Series(dtype="int64"),
+        "child_id": pd.Series(dtype="str"),
+        "expectation": pd.Series(dtype="str"),
+        "reason": pd.Series(dtype="str"),
+        "also_failed": pd.Series(dtype="object"),
+    })
+
+
+def rejects_for(
+    table: str,
+    rows: pd.DataFrame,
+    key: str,
+    child: str,
+    expectation: str,
+    reason: str | pd.Series,
+) -> pd.DataFrame:
+    """Reject frame for `rows` of a conformed source table, all for one rule."""
+    if rows.empty:
+        return empty_rejects()
+    return pd.DataFrame({
+        "table": table,
+        "record_id": rows[key].astype("str").to_numpy(),
+        "source_row": rows["_row"].to_numpy(dtype="int64"),
+        "child_id": rows[child].astype("str").to_numpy() if child in rows else None,
+        "expectation": expectation,
+        "reason": reason.to_numpy() if isinstance(reason, pd.Series) else reason,
+        "also_failed": [[] for _ in range(len(rows))],
+    }).astype({"table": "str", "record_id": "str", "child_id": "str", "expectation": "str",
+               "reason": "str"})
+
+
+def concat_rejects(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return empty_rejects()
+    return pd.concat(frames, ignore_index=True)

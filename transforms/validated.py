@@ -1,0 +1,106 @@
+"""Turn failed expectations into rejects and kept rows (pure: no GX here).
+
+A row that fails several expectations gets one reject: the first failure in suite
+order, with the others listed in `also_failed`. Failures with severity `warning`
+keep the row and become findings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from transforms.rejects import empty_rejects
+from transforms.ssd import SourceTable
+
+
+@dataclass(frozen=True)
+class Checked:
+    kept: pd.DataFrame
+    rejects: pd.DataFrame
+    findings: pd.DataFrame
+
+
+FINDING_COLUMNS = ("table", "record_id", "child_id", "expectation", "reason")
+
+
+def empty_findings() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="str") for c in FINDING_COLUMNS})
+
+
+def apply_failures(table: SourceTable, frame: pd.DataFrame, failures: pd.DataFrame) -> Checked:
+    """Split `frame` into kept rows, rejects and findings by the suite's failures."""
+    if failures.empty:
+        return Checked(frame, empty_rejects(), empty_findings())
+    severe = failures[failures["severity"] == "reject"]
+    warned = failures[failures["severity"] == "warning"]
+    rows = frame.set_index("_row", drop=False)
+
+    rejects = empty_rejects()
+    if not severe.empty:
+        grouped = severe.groupby("_row", sort=True)
+        first = grouped.head(1).set_index("_row")
+        others = grouped["expectation"].agg(lambda e: list(e.iloc[1:]))
+        failed = rows.loc[first.index]
+        rejects = pd.DataFrame({
+            "table": table.name,
+            "record_id": failed[table.key].astype("str").to_numpy(),
+            "source_row": first.index.to_numpy(dtype="int64"),
+            "child_id": failed[table.child_column].astype("str").to_numpy(),
+            "expectation": first["expectation"].to_numpy(),
+            "reason": first["reason"].to_numpy(),
+            "also_failed": others.loc[first.index].to_numpy(),
+        }).astype({"table": "str", "record_id": "str", "child_id": "str",
+                   "expectation": "str", "reason": "str"})
+
+    findings = empty_findings()
+    if not warned.empty:
+        flagged = rows.loc[warned["_row"].to_numpy()]
+        findings = pd.DataFrame({
+            "table": table.name,
+            "record_id": flagged[table.key].astype("str").to_numpy(),
+            "child_id": flagged[table.child_column].astype("str").to_numpy(),
+            "expectation": warned["expectation"].to_numpy(),
+            "reason": warned["reason"].to_numpy(),
+        }).astype("str")
+
+    kept = frame[~frame["_row"].isin(severe["_row"])]
+    return Checked(kept, rejects, findings)
+
+
+def reject_source_rows(tables: dict[str, SourceTable], frames: dict[str, pd.DataFrame],
+                       events: pd.DataFrame, failures: pd.DataFrame
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Reject the source rows behind events that failed the events suite.
+
+    A source row is used whole or not at all, so every event it gave is dropped with it.
+    Returns (kept events, rejects).
+    """
+    severe = failures[failures["severity"] == "reject"]
+    if severe.empty:
+        return events, empty_rejects()
+    # The events suite indexes rows by their position in `events`.
+    first = severe.groupby("_row", sort=True).head(1)
+    failed_events = events.iloc[first["_row"].to_numpy()].assign(
+        expectation=first["expectation"].to_numpy(), reason=first["reason"].to_numpy())
+    failed_events = failed_events.drop_duplicates(["source_table", "source_row"])
+    parts = []
+    for name, group in failed_events.groupby("source_table", sort=True):
+        table = tables[name]
+        source = frames[name].set_index("_row", drop=False).loc[group["source_row"].to_numpy()]
+        parts.append(pd.DataFrame({
+            "table": name,
+            "record_id": source[table.key].astype("str").to_numpy(),
+            "source_row": group["source_row"].to_numpy(dtype="int64"),
+            "child_id": group["child_id"].to_numpy(),
+            "expectation": group["expectation"].to_numpy(),
+            "reason": ("event " + group["event_type"] + ": " + group["reason"]).to_numpy(),
+            "also_failed": [[] for _ in range(len(group))],
+        }))
+    rejects = pd.concat(parts, ignore_index=True).astype(
+        {"table": "str", "record_id": "str", "child_id": "str", "expectation": "str",
+         "reason": "str"})
+    dropped = pd.MultiIndex.from_frame(rejects[["table", "source_row"]])
+    keys = pd.MultiIndex.from_frame(events[["source_table", "source_row"]])
+    return events[~keys.isin(dropped)].reset_index(drop=True), rejects
