@@ -15,7 +15,7 @@ from transforms.ssd import FLAG_VALUES, PERSON_ID, PERSON_TABLE, TABLES, SourceT
 
 AS_OF = "as_of"
 # Regex for text that a browser would treat as markup or a script handler.
-MARKUP = r"(?i)(<\s*/?\s*[a-z!][^>]*>|\bon[a-z]+\s*=|javascript:)"
+MARKUP = r"(?i)(?:<\s*/?\s*[a-z!][^>]*>|\bon[a-z]+\s*=|javascript:)"
 
 
 def id_parameter(table: str, column: str) -> str:
@@ -34,7 +34,7 @@ def raw_suite(table: SourceTable) -> dict:
         _expect("expect_column_values_to_not_be_null", "key.present",
                 f"the row has no {table.key}", column=table.key),
         _expect("expect_column_values_to_be_between", "key.unique",
-                f"{table.key} {{value}} is shared by rows that differ; "
+                f"another row with this {table.key} says something different; "
                 "it cannot be told which is right", column=KEY_COPIES, max_value=1),
     ]
     if table.owner is not None:

@@ -17,10 +17,10 @@ from pathlib import Path
 import pandas as pd
 
 from flows import sinks
-from flows.shard import process_shard
+from flows.steps import stage_shard, validate_table
 from flows.source import read_source, source_url
 from flows.validation import SuiteRunner
-from transforms.shards import sharded
+from transforms.shards import prepare, split
 from transforms.ssd import TABLES
 
 AS_OF = pd.Timestamp("2026-03-31 23:59:59")
@@ -57,17 +57,23 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
     extract_s = time.perf_counter() - started
 
     clock = time.perf_counter()
-    frames = {name: table.to_pandas(date_as_object=False) for name, table in raw.items()}
+    prepared = prepare({name: table.to_pandas(date_as_object=False) for name, table in raw.items()})
     del raw
-    parts, _ = sharded(frames, shards)
-    del frames
-    shard_s = time.perf_counter() - clock
+    prepare_s = time.perf_counter() - clock
 
     clock = time.perf_counter()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        outcomes = list(pool.map(lambda p: process_shard(p[0], p[1], AS_OF, runner),
+        tables = list(pool.map(lambda name: validate_table(
+            name, prepared.frames[name], prepared.births, prepared.known, AS_OF, runner),
+            prepared.frames))
+    validate_s = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    parts = split({t.name: t.kept for t in tables}, shards)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        outcomes = list(pool.map(lambda item: stage_shard(item[0], item[1], AS_OF, runner),
                                  enumerate(parts)))
-    process_s = time.perf_counter() - clock
+    stage_s = time.perf_counter() - clock
     events = sum(len(o.events) for o in outcomes)
 
     clock = time.perf_counter()
@@ -78,13 +84,15 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
     total = time.perf_counter() - started
 
     cpu: dict[str, float] = {}
-    for outcome in outcomes:
+    for outcome in [*tables, *outcomes]:
         for name, seconds in outcome.seconds.items():
             cpu[name] = cpu.get(name, 0.0) + seconds
     yield f"source rows: {rows:,}; events: {events:,}; shards: {shards}; workers: {workers}"
     yield f"{'stage':<30}{'seconds':>9}{'rows/s':>14}"
-    for name, seconds in (("extract (read source)", extract_s), ("shard (to pandas, split)", shard_s),
-                          ("conform+validate+stage", process_s), ("write events", write_s)):
+    stages = (("extract (read source)", extract_s), ("prepare (pandas, keys)", prepare_s),
+              ("conform + validate tables", validate_s), ("stage + validate events", stage_s),
+              ("write events", write_s))
+    for name, seconds in stages:
         yield f"{name:<30}{seconds:>9.1f}{rows / seconds:>14,.0f}"
     for name, seconds in cpu.items():
         yield f"  thread time in {name:<17}{seconds:>9.1f}"

@@ -1,4 +1,4 @@
-"""The main flow: extract → shard → (conform → validate → stage → validate) per shard → write.
+"""The main flow: extract → prepare → validate each table → stage each shard → write.
 
 The flow reads like the list of stages; the work is in `transforms/` and `flows/shard.py`.
 """
@@ -18,12 +18,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import sinks
-from flows.shard import ShardOutcome, process_shard
+from flows.steps import ShardOutcome, TableOutcome, stage_shard, validate_table
 from flows.source import SourceSchemaError, read_source, safe_url, source_url
 from flows.validation import SuiteRunner
 from transforms.rejects import concat_rejects
 from transforms.reconcile import check_balanced, reconciliation
-from transforms.shards import sharded
+from transforms.shards import Prepared, prepare, split
 from transforms.ssd import TABLES
 
 DEFAULT_SHARDS = 8
@@ -60,33 +60,34 @@ def extract(source: str, children: list[str] | None, workers: int) -> dict[str, 
 
 
 @task(cache_policy=NO_CACHE)
-def shard_tables(raw: dict[str, pa.Table], shards: int
-                 ) -> tuple[list[dict[str, pd.DataFrame]], pd.DataFrame]:
-    frames = {name: table.to_pandas(date_as_object=False) for name, table in raw.items()}
-    return sharded(frames, shards)
+def prepare_tables(raw: dict[str, pa.Table]) -> Prepared:
+    return prepare({name: table.to_pandas(date_as_object=False) for name, table in raw.items()})
 
 
 @task(cache_policy=NO_CACHE)
-def validate_and_stage(number: int, frames: dict[str, pd.DataFrame], as_of: pd.Timestamp,
-                       runner: SuiteRunner, version: Path) -> ShardOutcome:
-    outcome = process_shard(number, frames, as_of, runner)
+def validate_source_table(name: str, prepared: Prepared, as_of: pd.Timestamp,
+                          runner: SuiteRunner) -> TableOutcome:
+    return validate_table(name, prepared.frames[name], prepared.births, prepared.known, as_of,
+                          runner)
+
+
+@task(cache_policy=NO_CACHE)
+def stage_and_write_shard(number: int, kept: dict[str, pd.DataFrame], as_of: pd.Timestamp,
+                          runner: SuiteRunner, version: Path) -> ShardOutcome:
+    outcome = stage_shard(number, kept, as_of, runner)
     sinks.write_partition(outcome.events, version / "events", number)
     return outcome
 
 
 @task(cache_policy=NO_CACHE)
-def write_outputs(version: Path, outcomes: list[ShardOutcome], early_rejects: pd.DataFrame
-                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    rejects = concat_rejects([early_rejects, *(o.rejects for o in outcomes)])
-    findings = pd.concat([o.findings for o in outcomes], ignore_index=True)
-    people = pd.concat([o.people for o in outcomes], ignore_index=True).sort_values("child_id")
+def write_outputs(version: Path, rejects: pd.DataFrame, findings: pd.DataFrame,
+                  people: pd.DataFrame, validation: list[dict]) -> None:
     sinks.write_table(rejects.sort_values(["table", "source_row"], ignore_index=True),
                       version / "rejects.parquet")
     sinks.write_table(findings, version / "findings.parquet")
-    sinks.write_table(people, version / "people.parquet")
-    sinks.write_json({"results": [r for o in outcomes for r in o.validation]},
-                     version / "validation" / "results.json")
-    return rejects, findings
+    sinks.write_table(people.sort_values("child_id", ignore_index=True),
+                      version / "people.parquet")
+    sinks.write_json({"results": validation}, version / "validation" / "results.json")
 
 
 @flow(name="build-chronologies", log_prints=False,
@@ -110,31 +111,47 @@ def build_chronologies(
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = now - clock
+        clock = now
+
     raw = extract(source, children, workers)
-    timings["extract"] = time.perf_counter() - clock
-    logger.info("extracted %d tables, %d rows", len(raw), sum(t.num_rows for t in raw.values()))
-
     extracted = {name: table.num_rows for name, table in raw.items()}
-    clock = time.perf_counter()
-    parts, early_rejects = shard_tables(raw, shards)
+    lap("extract")
+    logger.info("extracted %d tables, %d rows", len(raw), sum(extracted.values()))
+
+    prepared = prepare_tables(raw)
     del raw
-    timings["shard"] = time.perf_counter() - clock
+    lap("prepare")
 
-    clock = time.perf_counter()
     runner = SuiteRunner()
-    futures = [validate_and_stage.submit(n, part, data_as_of, runner, version)
-               for n, part in enumerate(parts)]
-    outcomes = [f.result() for f in futures]
-    timings["validate_and_stage"] = time.perf_counter() - clock
-    for outcome in outcomes:
-        for stage_name, seconds in outcome.seconds.items():
-            timings[f"cpu.{stage_name}"] = timings.get(f"cpu.{stage_name}", 0.0) + seconds
+    tables = [f.result() for f in [validate_source_table.submit(name, prepared, data_as_of,
+                                                                runner)
+                                   for name in prepared.frames]]
+    lap("validate_source")
 
-    clock = time.perf_counter()
-    rejects, findings = write_outputs(version, outcomes, early_rejects)
-    timings["write"] = time.perf_counter() - clock
+    parts = split({t.name: t.kept for t in tables}, shards)
+    shard_outcomes = [f.result() for f in [
+        stage_and_write_shard.submit(n, part, data_as_of, runner, version)
+        for n, part in enumerate(parts)]]
+    del parts
+    lap("stage")
 
-    counts = reconciliation(extracted, outcomes, rejects)
+    rejects = concat_rejects([prepared.rejects, *(t.rejects for t in tables),
+                              *(o.rejects for o in shard_outcomes)])
+    findings = pd.concat([t.findings for t in tables], ignore_index=True)
+    people = pd.concat([o.people for o in shard_outcomes], ignore_index=True)
+    write_outputs(version, rejects, findings, people,
+                  [r for t in tables for r in t.validation] +
+                  [r for o in shard_outcomes for r in o.validation])
+    lap("write")
+    for outcome in [*tables, *shard_outcomes]:
+        for name, seconds in outcome.seconds.items():
+            timings[f"thread.{name}"] = timings.get(f"thread.{name}", 0.0) + seconds
+
+    counts = reconciliation(extracted, shard_outcomes, rejects)
     rows_in = int(counts["rows_in"].sum())
     rejected = int(counts["rows_rejected"].sum())
     share = rejected / rows_in if rows_in else 0.0
@@ -153,7 +170,7 @@ def build_chronologies(
         "reject_share": round(share, 6),
         "max_reject_share": max_reject_share,
         "events": int(counts["events"].sum()),
-        "children": int(sum(len(o.people) for o in outcomes)),
+        "children": len(people),
         "tables": counts.to_dict(orient="records"),
         "findings": findings.groupby(["table", "expectation"]).size().rename("rows")
         .reset_index().to_dict(orient="records"),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from transforms.frames import lookup
 from transforms.rejects import concat_rejects, empty_rejects, rejects_for
 from transforms.ssd import FLAG_VALUES, PERSON_ID, PERSON_TABLE, CodeSet, SourceTable
 
@@ -57,9 +58,9 @@ def resolve_owners(raw: dict[str, pd.DataFrame], tables: dict[str, SourceTable]
             continue
         pairs = parent[[owner.key, parent_table.person]].dropna().drop_duplicates()
         pairs = pairs[~pairs[owner.key].duplicated(keep=False)]
-        lookup = pd.Series(pairs[parent_table.person].to_numpy(), index=pairs[owner.key])
-        resolved[name] = frame.assign(
-            **{OWNER_PERSON: frame[owner.column].map(lookup).astype("str")})
+        people = pd.Series(pairs[parent_table.person].to_numpy(), index=pairs[owner.key],
+                           dtype="str")
+        resolved[name] = frame.assign(**{OWNER_PERSON: lookup(frame[owner.column], people)})
     return resolved
 
 
@@ -161,7 +162,7 @@ def births(person: pd.DataFrame) -> pd.DataFrame:
     unique = person[born]
     birth = unique["pers_dob"].fillna(unique["pers_expected_dob"])
     return pd.DataFrame({"child_id": unique[PERSON_ID].to_numpy(),
-                         "birth_date": birth.to_numpy()})
+                         "birth_date": birth.to_numpy()}).astype({"birth_date": "datetime64[ns]"})
 
 
 def with_earliest_date(table: SourceTable, frame: pd.DataFrame, birth: pd.DataFrame
@@ -169,6 +170,7 @@ def with_earliest_date(table: SourceTable, frame: pd.DataFrame, birth: pd.DataFr
     """Add the earliest date an event of this child can carry (birth less a pregnancy)."""
     if table.name == PERSON_TABLE or not table.event_dates:
         return frame
-    lookup = pd.Series(birth["birth_date"].to_numpy(), index=birth["child_id"].to_numpy())
-    earliest = frame[table.child_column].map(lookup) - PREGNANCY
+    born = pd.Series(birth["birth_date"].to_numpy(), index=birth["child_id"].to_numpy(),
+                     dtype="datetime64[ns]")
+    earliest = lookup(frame[table.child_column], born) - PREGNANCY
     return frame.assign(**{EARLIEST_DATE: earliest.astype("datetime64[ns]")})

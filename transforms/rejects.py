@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-REJECT_COLUMNS = ("table", "record_id", "source_row", "child_id", "expectation", "reason",
-                  "also_failed")
+REJECT_COLUMNS = ("table", "record_id", "source_row", "child_id", "rule", "expectation",
+                  "reason", "also_failed")
+STRING_COLUMNS = {"table": "str", "record_id": "str", "child_id": "str", "rule": "str",
+                  "expectation": "str", "reason": "str"}
 
 
 def empty_rejects() -> pd.DataFrame:
@@ -18,6 +20,7 @@ def empty_rejects() -> pd.DataFrame:
         "record_id": pd.Series(dtype="str"),
         "source_row": pd.Series(dtype="int64"),
         "child_id": pd.Series(dtype="str"),
+        "rule": pd.Series(dtype="str"),
         "expectation": pd.Series(dtype="str"),
         "reason": pd.Series(dtype="str"),
         "also_failed": pd.Series(dtype="object"),
@@ -29,10 +32,10 @@ def rejects_for(
     rows: pd.DataFrame,
     key: str,
     child: str,
-    expectation: str,
+    rule: str,
     reason: str | pd.Series,
 ) -> pd.DataFrame:
-    """Reject frame for `rows` of a conformed source table, all for one rule."""
+    """Reject frame for `rows` of a source table, all for one rule of conforming."""
     if rows.empty:
         return empty_rejects()
     return pd.DataFrame({
@@ -40,11 +43,11 @@ def rejects_for(
         "record_id": rows[key].astype("str").to_numpy(),
         "source_row": rows["_row"].to_numpy(dtype="int64"),
         "child_id": rows[child].astype("str").to_numpy() if child in rows else None,
-        "expectation": expectation,
+        "rule": rule,
+        "expectation": rule,
         "reason": reason.to_numpy() if isinstance(reason, pd.Series) else reason,
         "also_failed": [[] for _ in range(len(rows))],
-    }).astype({"table": "str", "record_id": "str", "child_id": "str", "expectation": "str",
-               "reason": "str"})
+    }).astype(STRING_COLUMNS)
 
 
 def concat_rejects(frames: list[pd.DataFrame]) -> pd.DataFrame:

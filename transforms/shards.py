@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-from transforms.conform import drop_exact_copies, number_rows, resolve_owners
+from expectations.generate import id_parameter
+from transforms.conform import (
+    births,
+    conform_table,
+    drop_exact_copies,
+    number_rows,
+    resolve_owners,
+)
 from transforms.rejects import concat_rejects
-from transforms.ssd import TABLES_BY_NAME
+from transforms.ssd import PERSON_ID, PERSON_TABLE, TABLES_BY_NAME
 
 
 def shard_of(child_ids: pd.Series, shards: int) -> np.ndarray:
@@ -26,7 +35,7 @@ def shard_of(child_ids: pd.Series, shards: int) -> np.ndarray:
 
 
 def split(frames: dict[str, pd.DataFrame], shards: int) -> list[dict[str, pd.DataFrame]]:
-    """Split owner-resolved tables into shards of children (see `conform.resolve_owners`)."""
+    """Split validated tables into shards of children, each shard a dict like `frames`."""
     parts: list[dict[str, pd.DataFrame]] = [{} for _ in range(shards)]
     for name, frame in frames.items():
         shard = shard_of(frame[TABLES_BY_NAME[name].child_column], shards)
@@ -37,12 +46,41 @@ def split(frames: dict[str, pd.DataFrame], shards: int) -> list[dict[str, pd.Dat
     return parts
 
 
-def sharded(raw: dict[str, pd.DataFrame], shards: int
-            ) -> tuple[list[dict[str, pd.DataFrame]], pd.DataFrame]:
-    """Number rows, drop exact copies and split whole source tables into shards.
+@dataclass(frozen=True)
+class Prepared:
+    """Whole source tables ready to validate, with what their suites need to know."""
 
-    Duplicate keys are a question about the whole table (two children may hold the same
-    key), so they are settled here, before any shard sees its part.
+    frames: dict[str, pd.DataFrame]
+    rejects: pd.DataFrame
+    known: dict[str, list[str]]
+    births: pd.DataFrame
+
+
+def known_ids(frames: dict[str, pd.DataFrame]) -> dict[str, list[str]]:
+    """Ids that person, parent and owner columns may point at, by suite parameter name.
+
+    Taken from the whole source, so that a parent row in another shard (because its own
+    person id is wrong, say) still counts as existing and its dependants are not lost.
+    """
+    wanted = {(PERSON_TABLE, PERSON_ID)}
+    for name in frames:
+        table = TABLES_BY_NAME[name]
+        wanted |= {(p.table, p.key) for p in table.parents}
+        if table.owner is not None:
+            wanted.add((table.owner.table, table.owner.key))
+    known = {}
+    for table, key in sorted(wanted):
+        frame = frames.get(table)
+        values = frame[key].dropna().unique().tolist() if frame is not None else []
+        known[id_parameter(table, key)] = values
+    return known
+
+
+def prepare(raw: dict[str, pd.DataFrame]) -> Prepared:
+    """Number rows, drop exact copies, find each row's child, and gather known ids.
+
+    Duplicate keys and the existence of parents are questions about the whole table (two
+    children may hold the same key), so they are settled on whole tables.
     """
     numbered: dict[str, pd.DataFrame] = {}
     rejects = []
@@ -50,5 +88,6 @@ def sharded(raw: dict[str, pd.DataFrame], shards: int
         checked = drop_exact_copies(TABLES_BY_NAME[name], number_rows(frame))
         numbered[name] = checked.frame
         rejects.append(checked.rejects)
-    resolved = resolve_owners(numbered, TABLES_BY_NAME)
-    return split(resolved, shards), concat_rejects(rejects)
+    person = conform_table(TABLES_BY_NAME[PERSON_TABLE], numbered[PERSON_TABLE]).frame
+    return Prepared(resolve_owners(numbered, TABLES_BY_NAME), concat_rejects(rejects),
+                    known_ids(numbered), births(person))

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from transforms.frames import lookup
 from transforms.ssd import CASE_NOTES_TABLE, PERSON_ID, PERSON_TABLE, TABLES_BY_NAME
 
 EVENT_COLUMNS: dict[str, str] = {
@@ -251,7 +252,7 @@ def _assessment_factors(frame: pd.DataFrame, shard: Shard) -> list[pd.DataFrame]
     else:
         by_id = assessments.drop_duplicates("cina_assessment_id").set_index("cina_assessment_id")
         when = by_id["cina_assessment_auth_date"].fillna(by_id["cina_assessment_start_date"])
-        dates = frame["cinf_assessment_id"].map(when).astype("datetime64[ns]")
+        dates = lookup(frame["cinf_assessment_id"], when.astype("datetime64[ns]"))
     codes = frame["cinf_assessment_factors_json"].map(_factor_codes).astype("str")
     frame = frame.assign(_factor_date=dates)
     return [_events(frame, "ssd_assessment_factors", "primary", "assessment_factors",
@@ -470,7 +471,8 @@ def _typed(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
 def births_of(people: pd.DataFrame) -> pd.Series:
     """Birth (or expected birth) date by child id."""
     birth = people["birth_date"].fillna(people["expected_birth_date"])
-    return pd.Series(birth.to_numpy(), index=people["child_id"].to_numpy())
+    return pd.Series(birth.to_numpy(), index=people["child_id"].to_numpy(),
+                     dtype="datetime64[ns]")
 
 
 def events(shard: Shard, people: pd.DataFrame) -> pd.DataFrame:
@@ -485,7 +487,7 @@ def events(shard: Shard, people: pd.DataFrame) -> pd.DataFrame:
     staged = pd.concat(parts, ignore_index=True)
     dates = staged["event_date"].astype("datetime64[ns]")
     time_of_day = dates - dates.dt.normalize()
-    birth = staged["child_id"].map(births_of(people)).astype("datetime64[ns]")
+    birth = lookup(staged["child_id"], births_of(people))
     staged = staged.assign(
         event_date=dates,
         date_precision=np.where(time_of_day > pd.Timedelta(0), "time", "day"),
@@ -498,7 +500,7 @@ def _joined(frame: pd.DataFrame | None, child: str, column: str) -> pd.Series:
     if frame is None or frame.empty:
         return pd.Series(dtype="str")
     values = frame[[child, column]].dropna().drop_duplicates().sort_values([child, column])
-    return values.groupby(child)[column].agg(",".join)
+    return values.groupby(child)[column].agg(",".join).astype("str")
 
 
 def people(shard: Shard) -> pd.DataFrame:
@@ -520,8 +522,8 @@ def people(shard: Shard) -> pd.DataFrame:
         "is_mother": person["pers_is_mother"],
         "nationality": person["pers_nationality"],
     })
-    facts["disabilities"] = facts["child_id"].map(
-        _joined(shard.get("ssd_disability"), "disa_person_id", "disa_disability_code"))
-    facts["family_ids"] = facts["child_id"].map(
-        _joined(shard.get("ssd_family"), "fami_person_id", "fami_family_id"))
+    facts["disabilities"] = lookup(facts["child_id"], _joined(
+        shard.get("ssd_disability"), "disa_person_id", "disa_disability_code"))
+    facts["family_ids"] = lookup(facts["child_id"], _joined(
+        shard.get("ssd_family"), "fami_person_id", "fami_family_id"))
     return _typed(facts.sort_values("child_id"), PEOPLE_COLUMNS)

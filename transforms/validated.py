@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from transforms.rejects import empty_rejects
+from transforms.rejects import STRING_COLUMNS, empty_rejects
 from transforms.ssd import SourceTable
 
 
@@ -48,11 +48,11 @@ def apply_failures(table: SourceTable, frame: pd.DataFrame, failures: pd.DataFra
             "record_id": failed[table.key].astype("str").to_numpy(),
             "source_row": first.index.to_numpy(dtype="int64"),
             "child_id": failed[table.child_column].astype("str").to_numpy(),
+            "rule": first["rule"].to_numpy(),
             "expectation": first["expectation"].to_numpy(),
             "reason": first["reason"].to_numpy(),
             "also_failed": others.loc[first.index].to_numpy(),
-        }).astype({"table": "str", "record_id": "str", "child_id": "str",
-                   "expectation": "str", "reason": "str"})
+        }).astype(STRING_COLUMNS)
 
     findings = empty_findings()
     if not warned.empty:
@@ -83,7 +83,8 @@ def reject_source_rows(tables: dict[str, SourceTable], frames: dict[str, pd.Data
     # The events suite indexes rows by their position in `events`.
     first = severe.groupby("_row", sort=True).head(1)
     failed_events = events.iloc[first["_row"].to_numpy()].assign(
-        expectation=first["expectation"].to_numpy(), reason=first["reason"].to_numpy())
+        rule=first["rule"].to_numpy(), expectation=first["expectation"].to_numpy(),
+        reason=first["reason"].to_numpy())
     failed_events = failed_events.drop_duplicates(["source_table", "source_row"])
     parts = []
     for name, group in failed_events.groupby("source_table", sort=True):
@@ -94,13 +95,12 @@ def reject_source_rows(tables: dict[str, SourceTable], frames: dict[str, pd.Data
             "record_id": source[table.key].astype("str").to_numpy(),
             "source_row": group["source_row"].to_numpy(dtype="int64"),
             "child_id": group["child_id"].to_numpy(),
+            "rule": group["rule"].to_numpy(),
             "expectation": group["expectation"].to_numpy(),
             "reason": ("event " + group["event_type"] + ": " + group["reason"]).to_numpy(),
             "also_failed": [[] for _ in range(len(group))],
         }))
-    rejects = pd.concat(parts, ignore_index=True).astype(
-        {"table": "str", "record_id": "str", "child_id": "str", "expectation": "str",
-         "reason": "str"})
+    rejects = pd.concat(parts, ignore_index=True).astype(STRING_COLUMNS)
     dropped = pd.MultiIndex.from_frame(rejects[["table", "source_row"]])
     keys = pd.MultiIndex.from_frame(events[["source_table", "source_row"]])
     return events[~keys.isin(dropped)].reset_index(drop=True), rejects
