@@ -34,6 +34,7 @@ def write_partition(frame: pd.DataFrame, dataset: Path, shard: int) -> Path:
 
 
 def write_json(data: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
 
 

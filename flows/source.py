@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
@@ -80,23 +81,43 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def select_sql(table: SourceTable, dialect: str, children: Sequence[str] | None) -> str:
-    """SELECT for the contract's columns of one table, for some or all children."""
+# Rows per part when a large SQLite table is read in parallel parts.
+PART_ROWS = 1_000_000
+# Marks the one typed row that `select_sql` puts first for SQLite (see there).
+TYPING_ROW = "__chronology_typing_row"
+
+
+def select_sql(table: SourceTable, dialect: str, children: Sequence[str] | None,
+               rowids: tuple[int, int] | None = None) -> str:
+    """SELECT for the contract's columns of one table, for some or all children.
+
+    `rowids` (SQLite only) limits the read to rowid > low and <= high, so that one large
+    table can be read in parallel parts.
+    """
+    conditions: list[str] = []
+    if children is not None:
+        ids = ", ".join(_literal(c) for c in children) or "NULL"
+        if table.person is not None:
+            conditions.append(f'"{table.person}" IN ({ids})')
+        else:
+            owner = table.owner
+            parent = TABLES_BY_NAME[owner.table]
+            conditions.append(f'"{owner.column}" IN (SELECT "{owner.key}" FROM "{owner.table}" '
+                              f'WHERE "{parent.person}" IN ({ids}))')
+    if rowids is not None:
+        conditions.append(f"rowid > {int(rowids[0])} AND rowid <= {int(rowids[1])}")
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     if dialect == "sqlite":
         # SQLite stores each value with its own type; text is the one type every value has.
+        # The ADBC driver fixes a column's Arrow type from the first batch of rows and takes
+        # an all-NULL column for an integer, so a first row of empty strings types every
+        # column as text; `read_table` drops it again.
         columns = ", ".join(f'CAST("{c}" AS TEXT) AS "{c}"' for c in table.columns)
-    else:
-        columns = ", ".join(f'"{c}"' for c in table.columns)
-    sql = f'SELECT {columns} FROM "{table.name}"'
-    if children is None:
-        return sql
-    ids = ", ".join(_literal(c) for c in children) or "NULL"
-    if table.person is not None:
-        return f'{sql} WHERE "{table.person}" IN ({ids})'
-    owner = table.owner
-    parent = TABLES_BY_NAME[owner.table]
-    return (f'{sql} WHERE "{owner.column}" IN (SELECT "{owner.key}" FROM "{owner.table}" '
-            f'WHERE "{parent.person}" IN ({ids}))')
+        typing = ", ".join(f"'' AS \"{c}\"" for c in table.columns)
+        return (f'SELECT 1 AS "{TYPING_ROW}", {typing} UNION ALL '
+                f'SELECT NULL, {columns} FROM "{table.name}"{where}')
+    columns = ", ".join(f'"{c}"' for c in table.columns)
+    return f'SELECT {columns} FROM "{table.name}"{where}'
 
 
 def _read_adbc(url: URL, sql: str) -> pa.Table:
@@ -109,6 +130,9 @@ def _read_adbc(url: URL, sql: str) -> pa.Table:
 
         target = url.set(drivername="postgresql").render_as_string(hide_password=False)
     with driver.connect(target) as connection, connection.cursor() as cursor:
+        if url.get_backend_name() == "sqlite":
+            # The driver's default of 1,024 rows a batch halves its speed on large tables.
+            cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": "65536"})
         cursor.execute(sql)
         return cursor.fetch_arrow_table()
 
@@ -125,20 +149,50 @@ def _read_sqlalchemy(url: URL, sql: str) -> pa.Table:
     return pa.Table.from_pandas(frame, preserve_index=False)
 
 
+def _read(url: URL, sql: str) -> pa.Table:
+    if url.get_backend_name() in ("sqlite", "postgresql"):
+        result = _read_adbc(url, sql)
+    else:
+        result = _read_sqlalchemy(url, sql)
+    if TYPING_ROW in result.column_names:
+        marker = result.column(TYPING_ROW)
+        result = result.filter(pc.is_null(marker)).drop_columns([TYPING_ROW])
+    return result
+
+
 def read_table(url: URL, table: SourceTable, children: Sequence[str] | None) -> pa.Table:
-    backend = url.get_backend_name()
-    sql = select_sql(table, backend, children)
-    if backend in ("sqlite", "postgresql"):
-        return _read_adbc(url, sql)
-    return _read_sqlalchemy(url, sql)
+    return _read(url, select_sql(table, url.get_backend_name(), children))
+
+
+def _parts(url: URL, table: SourceTable) -> list[tuple[int, int] | None]:
+    """Rowid ranges of at most PART_ROWS rows for a large SQLite table, else one part."""
+    if url.get_backend_name() != "sqlite":
+        return [None]
+    import sqlite3
+
+    with sqlite3.connect(f"file:{url.database}?mode=ro", uri=True) as connection:
+        highest = connection.execute(f'SELECT MAX(rowid) FROM "{table.name}"').fetchone()[0]
+    if not highest or highest <= PART_ROWS:
+        return [None]
+    return [(low, low + PART_ROWS) for low in range(0, highest, PART_ROWS)]
 
 
 def read_source(url: URL, tables: Sequence[SourceTable], children: Sequence[str] | None = None,
                 workers: int = 2) -> dict[str, pa.Table]:
-    """Every present table of the contract, read in parallel, as Arrow tables."""
+    """Every present table of the contract, read in parallel, as Arrow tables.
+
+    Large SQLite tables are read in rowid ranges on several connections at once (the
+    driver releases the GIL), and put back together in rowid order.
+    """
     present = present_tables(url, tables)
     if PERSON_TABLE not in {t.name for t in present}:
         raise SourceSchemaError(f"table {PERSON_TABLE} is missing ({PERSON_ID} names children)")
+    jobs = [(table, rowids) for table in present for rowids in _parts(url, table)]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = pool.map(lambda t: (t.name, read_table(url, t, children)), present)
-        return dict(results)
+        results = list(pool.map(
+            lambda job: _read(url, select_sql(job[0], url.get_backend_name(), children, job[1])),
+            jobs))
+    parts: dict[str, list[pa.Table]] = {}
+    for (table, _), result in zip(jobs, results, strict=True):
+        parts.setdefault(table.name, []).append(result)
+    return {name: pa.concat_tables(chunks) for name, chunks in parts.items()}

@@ -78,7 +78,10 @@ class SuiteRunner:
             import great_expectations as gx  # slow import (~4 s): only when validating
 
             local.gx = gx
+            from great_expectations.data_context.types.base import ProgressBarsConfig
+
             local.context = gx.get_context(mode="ephemeral")
+            local.context.variables.progress_bars = ProgressBarsConfig(globally=False)
             local.asset = local.context.data_sources.add_pandas("chronology").add_dataframe_asset(
                 "frame")
             local.batch = local.asset.add_batch_definition_whole_dataframe("whole")

@@ -1,7 +1,7 @@
 """Turn failed expectations into rejects and kept rows (pure: no GX here).
 
 A row that fails several expectations gets one reject: the first failure in suite
-order, with the others listed in `also_failed`. Failures with severity `warning`
+order, with the rules of the others listed in `also_failed`. Failures with severity `warning`
 keep the row and become findings.
 """
 
@@ -41,7 +41,7 @@ def apply_failures(table: SourceTable, frame: pd.DataFrame, failures: pd.DataFra
     if not severe.empty:
         grouped = severe.groupby("_row", sort=True)
         first = grouped.head(1).set_index("_row")
-        others = grouped["expectation"].agg(lambda e: list(e.iloc[1:]))
+        others = grouped["rule"].agg(lambda rules: list(rules.iloc[1:]))
         failed = rows.loc[first.index]
         rejects = pd.DataFrame({
             "table": table.name,
