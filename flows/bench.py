@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from flows import sinks
-from flows.steps import stage_shard, validate_table
 from flows.source import read_source, source_url
+from flows.steps import stage_shard, validate_table
 from flows.validation import SuiteRunner
 from transforms.shards import prepare, split
 from transforms.ssd import TABLES

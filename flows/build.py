@@ -18,11 +18,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import sinks
-from flows.steps import ShardOutcome, TableOutcome, stage_shard, validate_table
 from flows.source import SourceSchemaError, read_source, safe_url, source_url
+from flows.steps import ShardOutcome, TableOutcome, stage_shard, validate_table
 from flows.validation import SuiteRunner
-from transforms.rejects import concat_rejects
 from transforms.reconcile import check_balanced, reconciliation
+from transforms.rejects import concat_rejects
 from transforms.shards import Prepared, prepare, split
 from transforms.ssd import TABLES
 

@@ -17,7 +17,9 @@ def _quiet_prefect() -> None:
     """Settings for a machine with no internet and no standing Prefect server."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # The command prints its own summary and a one-line reason when a run fails; Prefect's
+    # own log (with tracebacks) is one environment variable away for whoever needs it.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
 
 
 def _children(value: str | None) -> list[str] | None:
@@ -87,20 +89,40 @@ def build(source: str | None, out: str, children: str | None, shards: int, worke
             generate_database(DEMO_DATABASE, children=DEMO_CHILDREN, seed=DEMO_SEED)
     _quiet_prefect()
     from flows.build import RunFailed, build_chronologies
-    from flows.source import SourceSchemaError
-    from flows.validation import ExpectationError
-    from transforms.reconcile import Unbalanced
+    from flows.source import SourceSchemaError, present_tables, source_url
+    from transforms.ssd import TABLES
 
-    click.echo("building: starting Prefect and reading the source…")
     try:
+        # Check the source before starting Prefect: a wrong path or a missing table is
+        # the commonest mistake and deserves a plain answer in a second, not a minute.
+        present_tables(source_url(source), TABLES)
+        if as_of is not None:
+            _date(as_of)
+        click.echo("building: starting Prefect and reading the source…")
         manifest = build_chronologies(
             source=source, out=out, children=_children(children), shards=shards,
             workers=workers, as_of=as_of, max_reject_share=max_reject_share)
-    except (SourceSchemaError, RunFailed, ExpectationError, Unbalanced, ConnectionError,
-            ValueError) as error:
+    except (SourceSchemaError, RunFailed, ConnectionError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
+    except click.ClickException:
+        raise
+    except Exception as error:  # noqa: BLE001 - a fault of ours: say so, briefly
+        click.echo(f"error: the run failed unexpectedly ({type(error).__name__}: {error}). "
+                   "Nothing was published. Run again with PREFECT_LOGGING_LEVEL=INFO "
+                   "for the full log.", err=True)
+        sys.exit(2)
     _print_summary(manifest, Path(out))
+
+
+def _date(value: str) -> None:
+    from datetime import date
+
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date like 2026-03-31",
+                                 param_hint="--as-of") from None
 
 
 def _print_summary(manifest: dict, out: Path) -> None:
@@ -130,6 +152,7 @@ def bench(children: int, seed: int, database: Path, shards: int, workers: int) -
 
     for line in run_benchmark(database, children, seed, shards, workers):
         click.echo(line)
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -60,7 +60,8 @@ def present_tables(url: URL, tables: Sequence[SourceTable]) -> list[SourceTable]
                 if table.required:
                     problems.append(f"table {table.name} is missing")
                 continue
-            columns = {c["name"].lower() for c in inspector.get_columns(existing[table.name.lower()])}
+            found_columns = inspector.get_columns(existing[table.name.lower()])
+            columns = {c["name"].lower() for c in found_columns}
             absent = [c for c in table.columns if c.lower() not in columns]
             problems += [f"column {table.name}.{c} is missing" for c in absent]
             found.append(table)

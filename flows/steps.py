@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 import pandas as pd
+import pyarrow as pa
 
 from expectations import EVENTS_SUITE
 from expectations.generate import AS_OF
@@ -46,8 +47,8 @@ class ShardOutcome:
 
 
 def validate_table(name: str, frame: pd.DataFrame, births: pd.DataFrame,
-                   known: dict[str, list[str]], as_of: pd.Timestamp, runner: SuiteRunner
-                   ) -> TableOutcome:
+                   known: dict[tuple[str, str], pa.Array], as_of: pd.Timestamp,
+                   runner: SuiteRunner) -> TableOutcome:
     """Conform one whole source table and run its suite: kept rows, rejects, findings.
 
     `known` holds the ids that rows may point at, from the whole source
@@ -56,9 +57,10 @@ def validate_table(name: str, frame: pd.DataFrame, births: pd.DataFrame,
     table = TABLES_BY_NAME[name]
     clock = time.perf_counter()
     conformed = conform.conform_table(table, frame)
-    typed = conform.with_earliest_date(table, conformed.frame, births)
+    typed = conform.with_existence(
+        table, conform.with_earliest_date(table, conformed.frame, births), known)
     conform_s = time.perf_counter() - clock
-    failures = runner.run(name, typed, {AS_OF: as_of.isoformat(), **known})
+    failures = runner.run(name, typed, {AS_OF: as_of.isoformat()})
     checked = apply_failures(table, typed, failures.rows)
     return TableOutcome(
         name=name, kept=checked.kept,

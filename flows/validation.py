@@ -47,6 +47,11 @@ def _columns_of(suite: dict) -> list[str]:
     return names
 
 
+def _shown_columns(suite: dict) -> list[str]:
+    """Columns that reasons quote without checking them (meta.show)."""
+    return sorted({e["meta"]["show"] for e in suite["expectations"] if "show" in e["meta"]})
+
+
 def _label(expectation: dict) -> str:
     kwargs = expectation["kwargs"]
     column = kwargs.get("column") or f"{kwargs.get('column_A')},{kwargs.get('column_B')}"
@@ -55,7 +60,7 @@ def _label(expectation: dict) -> str:
 
 def _shown_value(expectation: dict, row: dict) -> str:
     kwargs = expectation["kwargs"]
-    column = kwargs.get("column") or kwargs.get("column_A")
+    column = expectation["meta"].get("show") or kwargs.get("column") or kwargs.get("column_A")
     value = row.get(column)
     if isinstance(value, pd.Timestamp):
         return value.strftime("%Y-%m-%d")
@@ -108,8 +113,10 @@ class SuiteRunner:
     def run(self, name: str, frame: pd.DataFrame, parameters: dict[str, Any] | None = None
             ) -> Failures:
         suite = load_suite(name)
-        columns = [c for c in _columns_of(suite) if c in frame.columns]
-        missing = [c for c in _columns_of(suite) if c not in frame.columns]
+        shown = _shown_columns(suite)
+        needed = _columns_of(suite) + [c for c in shown if c not in _columns_of(suite)]
+        columns = [c for c in needed if c in frame.columns]
+        missing = [c for c in needed if c not in frame.columns]
         if missing:
             raise ExpectationError(f"suite {name} checks columns the data does not have: "
                                    f"{', '.join(missing)}")
@@ -120,7 +127,7 @@ class SuiteRunner:
             batch_parameters={"dataframe": batch},
             expectation_parameters=parameters or {},
             result_format={"result_format": "COMPLETE",
-                           "unexpected_index_column_names": ["_row"],
+                           "unexpected_index_column_names": ["_row", *shown],
                            "return_unexpected_index_query": False},
         )
         failed: list[tuple] = []

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from transforms.frames import lookup
 from transforms.rejects import concat_rejects, empty_rejects, rejects_for
@@ -23,6 +25,7 @@ from transforms.ssd import FLAG_VALUES, PERSON_ID, PERSON_TABLE, CodeSet, Source
 PREGNANCY = pd.Timedelta(days=280)
 
 OWNER_PERSON = "_owner_person_id"
+EXISTS = "_exists__"
 KEY_COPIES = "_key_copies"
 EARLIEST_DATE = "_earliest_date"
 
@@ -149,7 +152,10 @@ def drop_exact_copies(table: SourceTable, frame: pd.DataFrame) -> Conformed:
     copies = candidates.duplicated(subset=content, keep="first")
     copy_rows = candidates[copies]
     kept = frame.drop(index=copy_rows.index)
-    counts = kept[table.key].map(kept[table.key].value_counts()).fillna(1).astype("int64")
+    # Counting only among the rows that share a key keeps this cheap on large tables.
+    differing = candidates[~copies][table.key]
+    counts = pd.Series(np.int64(1), index=kept.index)
+    counts[differing.index] = differing.map(differing.value_counts()).astype("int64")
     rejects = rejects_for(table.name, copy_rows, table.key, table.child_column,
                           "conform.exact_copy",
                           f"exact copy of another {table.name} row with the same key")
@@ -174,3 +180,34 @@ def with_earliest_date(table: SourceTable, frame: pd.DataFrame, birth: pd.DataFr
                      dtype="datetime64[ns]")
     earliest = lookup(frame[table.child_column], born) - PREGNANCY
     return frame.assign(**{EARLIEST_DATE: earliest.astype("datetime64[ns]")})
+
+
+def existence_checks(table: SourceTable) -> list[tuple[str, str, str]]:
+    """(column, target table, target key) for each reference the table's rows make."""
+    checks = []
+    if table.owner is not None:
+        checks.append((table.owner.column, table.owner.table, table.owner.key))
+    elif table.name != PERSON_TABLE:
+        checks.append((table.person, PERSON_TABLE, PERSON_ID))
+    checks += [(p.column, p.table, p.key) for p in table.parents]
+    return checks
+
+
+def with_existence(table: SourceTable, frame: pd.DataFrame,
+                   known: dict[tuple[str, str], pa.Array]) -> pd.DataFrame:
+    """Add `_exists__<column>`: False where a reference names no row of its target table.
+
+    Membership of large id sets is a hash lookup here; handing the sets to GX as value
+    sets would make it copy them many times per expectation (seconds per table).
+    An empty reference counts as existing: whether it may be empty is another rule.
+    """
+    added = {}
+    for column, target, key in existence_checks(table):
+        values = frame[column]
+        ids = known.get((target, key), pa.array([], pa.string()))
+        # pyarrow's is_in is a vectorised hash lookup; pandas' isin on Arrow strings
+        # falls back to a Python loop.
+        found = pc.is_in(pa.array(values, pa.string()), value_set=ids).to_numpy(
+            zero_copy_only=False)
+        added[EXISTS + column] = values.isna().to_numpy() | found
+    return frame.assign(**added)

@@ -6,12 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from expectations.generate import id_parameter
 from transforms.conform import (
     births,
     conform_table,
     drop_exact_copies,
+    existence_checks,
     number_rows,
     resolve_owners,
 )
@@ -52,28 +54,22 @@ class Prepared:
 
     frames: dict[str, pd.DataFrame]
     rejects: pd.DataFrame
-    known: dict[str, list[str]]
+    known: dict[tuple[str, str], pa.Array]
     births: pd.DataFrame
 
 
-def known_ids(frames: dict[str, pd.DataFrame]) -> dict[str, list[str]]:
-    """Ids that person, parent and owner columns may point at, by suite parameter name.
+def known_ids(frames: dict[str, pd.DataFrame]) -> dict[tuple[str, str], pa.Array]:
+    """Ids that person, parent and owner columns may point at, by (table, key).
 
     Taken from the whole source, so that a parent row in another shard (because its own
     person id is wrong, say) still counts as existing and its dependants are not lost.
     """
-    wanted = {(PERSON_TABLE, PERSON_ID)}
-    for name in frames:
-        table = TABLES_BY_NAME[name]
-        wanted |= {(p.table, p.key) for p in table.parents}
-        if table.owner is not None:
-            wanted.add((table.owner.table, table.owner.key))
-    known = {}
-    for table, key in sorted(wanted):
-        frame = frames.get(table)
-        values = frame[key].dropna().unique().tolist() if frame is not None else []
-        known[id_parameter(table, key)] = values
-    return known
+    wanted = {(target, key) for name in frames
+              for _, target, key in existence_checks(TABLES_BY_NAME[name])}
+    wanted.add((PERSON_TABLE, PERSON_ID))
+    return {(target, key): pc.unique(pa.array(frames[target][key].dropna(), pa.string()))
+            if target in frames else pa.array([], pa.string())
+            for target, key in sorted(wanted)}
 
 
 def prepare(raw: dict[str, pd.DataFrame]) -> Prepared:

@@ -396,9 +396,9 @@ TABLES: tuple[SourceTable, ...] = (
          "perm_permanence_order_date", "perm_permanence_order_type",
          "perm_decision_reversed_reason"),
         event_dates=("perm_adm_decision_date", "perm_placement_order_date",
-                     "perm_placed_for_adoption_date", "perm_matched_date", "perm_placed_ffa_cp_date",
-                     "perm_decision_reversed_date", "perm_placed_foster_carer_date",
-                     "perm_permanence_order_date"),
+                     "perm_placed_for_adoption_date", "perm_matched_date",
+                     "perm_placed_ffa_cp_date", "perm_decision_reversed_date",
+                     "perm_placed_foster_carer_date", "perm_permanence_order_date"),
     ),
     SourceTable(
         CASE_NOTES_TABLE, "casn_case_note_id", "casn_person_id",

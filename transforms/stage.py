@@ -117,7 +117,8 @@ def _flag_outcome(values: pd.Series) -> pd.Series:
     text = values.astype("str")
     outcome = pd.Series("", index=values.index, dtype="str")
     for key, label in OUTCOME_FLAGS.items():
-        said = text.str.contains(f'"{key}"\\s*:\\s*"?(?:Y|YES|1|TRUE)"?', case=False,
+        # No \s and no case=False: either sends pandas to Python's `re`, row by row.
+        said = text.str.contains(f'(?i)"{key}"[ \\t\\r\\n]*:[ \\t\\r\\n]*"?(?:Y|YES|1|TRUE)"?',
                                  regex=True, na=False)
         if said.any():
             glue = np.where(outcome == "", "", "; ")

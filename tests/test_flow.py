@@ -1,0 +1,160 @@
+"""The flow end to end under the Prefect test harness, on a generated database."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pyarrow.dataset as ds
+import pytest
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.testing.utilities import prefect_test_harness
+
+from fixtures.generator import generate_database
+from flows import build as build_module
+from flows.build import RunFailed, build_chronologies
+from flows.source import SourceSchemaError
+from transforms.stage import EVENT_COLUMNS
+
+AS_OF = "2026-03-31"
+
+# The rule that must reject each kind of bad record the generator injects.
+RULES = {
+    "missing_person_id": {"person.present", "owner.present"},
+    "unknown_person_id": {"person.exists"},
+    "orphan_foreign_key": {"parent.exists", "owner.exists"},
+    "duplicate_primary_key": {"key.unique", "conform.exact_copy"},
+    "end_before_start": {"dates.end_after_start"},
+    "future_date": {"dates.not_future"},
+    "date_before_birth": {"dates.not_before_birth"},
+    "unknown_code": {"codes.known"},
+    "malformed_json": {"json.valid"},
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect():
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        with prefect_test_harness(server_startup_timeout=90):
+            yield
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    path = tmp_path_factory.mktemp("flow") / "ssd.sqlite"
+    report = generate_database(path, children=300, seed=11, bad_rate=0.01)
+    return path, report
+
+
+@pytest.fixture(scope="module")
+def run(generated, tmp_path_factory):
+    path, report = generated
+    out = tmp_path_factory.mktemp("out")
+    manifest = build_chronologies(source=str(path), out=str(out), shards=3, as_of=AS_OF)
+    return out, manifest, report
+
+
+def test_run_is_published_with_its_outputs(run):
+    out, manifest, _ = run
+    current = out / "current"
+    assert current.resolve() == (out / "versions" / manifest["run_id"]).resolve()
+    for name in ("manifest.json", "rejects.parquet", "findings.parquet", "people.parquet",
+                 "validation/results.json"):
+        assert (current / name).exists(), name
+    assert json.loads((current / "manifest.json").read_text())["status"] == "succeeded"
+
+
+def test_every_source_row_is_staged_or_rejected(run, generated):
+    _, manifest, report = run
+    tables = {row["table"]: row for row in manifest["tables"]}
+    for name, rows in report.rows.items():
+        assert tables[name]["rows_in"] == rows, name
+        assert tables[name]["rows_staged"] + tables[name]["rows_rejected"] == rows, name
+        assert tables[name]["balanced"]
+
+
+def test_each_injected_bad_record_is_rejected_with_its_reason(run):
+    out, _, report = run
+    rejects = pd.read_parquet(out / "current" / "rejects.parquet")
+    injected = report.injected[report.injected["kind"] != "markup_in_text"]
+    assert set(injected["kind"]) == set(RULES), "every kind should be injected at this rate"
+    for bad in injected.itertuples():
+        found = rejects[(rejects["table"] == bad.table) & (rejects["record_id"] == bad.record_id)]
+        assert not found.empty, (bad.kind, bad.table, bad.record_id)
+        said = set(found["rule"]) | {r for rules in found["also_failed"] for r in rules}
+        assert said & RULES[bad.kind], (bad.kind, bad.table, bad.record_id, said)
+        assert found["reason"].str.len().min() > 0
+
+
+def test_markup_in_text_is_kept_as_a_finding(run):
+    out, _, report = run
+    markup = report.injected[report.injected["kind"] == "markup_in_text"]
+    assert not markup.empty
+    findings = pd.read_parquet(out / "current" / "findings.parquet")
+    assert set(markup["record_id"]) <= set(findings["record_id"])
+    rejects = pd.read_parquet(out / "current" / "rejects.parquet")
+    notes = rejects[rejects["table"] == "ext_case_notes"]
+    assert not set(markup["record_id"]) & set(notes["record_id"])
+
+
+def test_events_round_trip_with_their_types(run):
+    out, manifest, _ = run
+    events = ds.dataset(out / "current" / "events", partitioning="hive").to_table().to_pandas()
+    assert len(events) == manifest["events"]
+    assert events["event_id"].is_unique
+    for column, dtype in EVENT_COLUMNS.items():
+        if dtype.startswith("datetime"):
+            assert pd.api.types.is_datetime64_any_dtype(events[column]), column
+    one_child = ds.dataset(out / "current" / "events", partitioning="hive").to_table(
+        filter=ds.field("child_id") == "EX0000002").to_pandas()
+    assert not one_child.empty and (one_child["child_id"] == "EX0000002").all()
+
+
+def test_rebuilding_some_children_reads_only_them(generated, tmp_path):
+    path, _ = generated
+    manifest = build_chronologies(source=str(path), out=str(tmp_path), shards=2, as_of=AS_OF,
+                                  children=["EX0000002", "EX0000003"])
+    assert manifest["children"] == 2
+    people = pd.read_parquet(tmp_path / "current" / "people.parquet")
+    assert sorted(people["child_id"]) == ["EX0000002", "EX0000003"]
+
+
+def test_too_many_rejects_fail_the_run_and_publish_nothing(generated, tmp_path):
+    path, _ = generated
+    with pytest.raises(RunFailed, match="nothing was published"):
+        build_chronologies(source=str(path), out=str(tmp_path), shards=2, as_of=AS_OF,
+                           max_reject_share=0.0001)
+    assert not (tmp_path / "current").exists()
+    manifests = list(tmp_path.glob("versions/*/manifest.json"))
+    assert json.loads(manifests[0].read_text())["status"] == "failed"
+
+
+def test_a_missing_table_fails_at_once_without_retrying(generated, tmp_path, monkeypatch):
+    path, _ = generated
+    calls = []
+
+    def missing(*args, **kwargs):
+        calls.append(1)
+        raise SourceSchemaError("table ssd_cp_plans is missing")
+
+    monkeypatch.setattr(build_module, "read_source", missing)
+    with pytest.raises(SourceSchemaError, match="ssd_cp_plans"):
+        build_chronologies(source=str(path), out=str(tmp_path / "out"))
+    assert len(calls) == 1
+
+
+def test_a_transient_read_error_is_retried(generated, tmp_path, monkeypatch):
+    path, _ = generated
+    real = build_module.read_source
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("server closed the connection unexpectedly")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(build_module, "read_source", flaky)
+    manifest = build_chronologies(source=str(path), out=str(tmp_path), shards=1, as_of=AS_OF,
+                                  children=["EX0000001"])
+    assert len(calls) == 2 and manifest["status"] == "succeeded"

@@ -1,0 +1,154 @@
+"""Extraction from a real SQLite file and the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+import sqlalchemy as sa
+
+from fixtures.generator import generate_database
+from flows.source import SourceSchemaError, present_tables, read_source, select_sql, source_url
+from transforms.ssd import TABLES, TABLES_BY_NAME
+
+POSTGRES_URL = os.environ.get("CHRONOLOGY_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("source") / "ssd.sqlite"
+    generate_database(path, children=120, seed=7)
+    return path
+
+
+def _count(path: Path, table: str, where: str = "") -> int:
+    with sqlite3.connect(path) as connection:
+        return connection.execute(f'SELECT COUNT(*) FROM "{table}" {where}').fetchone()[0]
+
+
+def test_reads_every_contract_table_and_only_its_columns(database):
+    raw = read_source(source_url(database), TABLES)
+    assert set(raw) == {t.name for t in TABLES}
+    for name, table in raw.items():
+        assert table.num_rows == _count(database, name), name
+        assert table.column_names == list(TABLES_BY_NAME[name].columns)
+
+
+def test_sqlite_values_arrive_as_text_whatever_type_sqlite_stored(tmp_path):
+    # SQLite keeps a type per value: an id stored as an integer in one row and as text in
+    # another must not break the Arrow reader.
+    path = tmp_path / "mixed.sqlite"
+    generate_database(path, children=30, seed=1, examples=False)
+    with sqlite3.connect(path) as connection:
+        connection.execute("INSERT INTO ssd_person (pers_person_id, pers_dob) VALUES (42, "
+                           "'2015-01-01')")
+    person = read_source(source_url(path), TABLES)["ssd_person"]
+    id_type = person.schema.field("pers_person_id").type
+    assert pa.types.is_string(id_type) or pa.types.is_large_string(id_type)
+    assert "42" in person.column("pers_person_id").to_pylist()
+
+
+def test_reads_only_the_children_asked_for(database):
+    children = ["EX0000002", "EX0000003"]
+    raw = read_source(source_url(database), TABLES, children)
+    assert sorted(raw["ssd_person"].column("pers_person_id").to_pylist()) == children
+    for name, table in raw.items():
+        contract = TABLES_BY_NAME[name]
+        if contract.person is not None:
+            assert set(table.column(contract.person).to_pylist()) <= set(children), name
+    # Tables without a person column come through their owner: factors of these
+    # children's assessments only.
+    factors = raw["ssd_assessment_factors"].column("cinf_assessment_id").to_pylist()
+    assessments = raw["ssd_cin_assessments"].column("cina_assessment_id").to_pylist()
+    assert set(factors) <= set(assessments)
+
+
+def test_child_ids_are_quoted_not_executed():
+    sql = select_sql(TABLES_BY_NAME["ssd_contacts"], "sqlite", ["x' OR '1'='1"])
+    assert "'x'' OR ''1''=''1'" in sql
+
+
+def test_a_missing_table_is_a_clear_error_naming_it(database, tmp_path):
+    broken = tmp_path / "broken.sqlite"
+    broken.write_bytes(database.read_bytes())
+    with sqlite3.connect(broken) as connection:
+        connection.execute("DROP TABLE ssd_cp_plans")
+    with pytest.raises(SourceSchemaError, match="table ssd_cp_plans is missing"):
+        read_source(source_url(broken), TABLES)
+
+
+def test_a_missing_column_is_a_clear_error_naming_it(database, tmp_path):
+    broken = tmp_path / "broken.sqlite"
+    broken.write_bytes(database.read_bytes())
+    with sqlite3.connect(broken) as connection:
+        connection.execute("ALTER TABLE ssd_contacts DROP COLUMN cont_contact_date")
+    with pytest.raises(SourceSchemaError, match=r"column ssd_contacts\.cont_contact_date"):
+        read_source(source_url(broken), TABLES)
+
+
+def test_the_case_note_extension_may_be_absent(tmp_path):
+    path = tmp_path / "plain.sqlite"
+    generate_database(path, children=10, seed=3, case_notes=False)
+    found = {t.name for t in present_tables(source_url(path), TABLES)}
+    assert "ext_case_notes" not in found
+    assert "ssd_person" in found
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(SourceSchemaError, match="does not exist"):
+        source_url(tmp_path / "nowhere.sqlite")
+
+
+def _typed_for_postgres(table: pa.Table, name: str) -> pa.Table:
+    """The SQLite text as a real PostgreSQL extract holds it: dates as TIMESTAMP."""
+    frame = table.to_pandas()
+    for column in TABLES_BY_NAME[name].dates:
+        frame[column] = pd.to_datetime(frame[column], format="ISO8601", errors="coerce")
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+@pytest.fixture(scope="module")
+def postgres(database):
+    if not POSTGRES_URL:
+        pytest.skip("CHRONOLOGY_TEST_POSTGRES_URL is not set (.ci/run sets it)")
+    import adbc_driver_postgresql.dbapi as driver
+
+    schema = f"chronology_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(sa.make_url(POSTGRES_URL).set(drivername="postgresql+psycopg"))
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    raw = read_source(source_url(database), TABLES)
+    libpq = sa.make_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(False)
+    with driver.connect(libpq) as connection, connection.cursor() as cursor:
+        for name, table in raw.items():
+            cursor.adbc_ingest(name, _typed_for_postgres(table, name), mode="create",
+                               db_schema_name=schema)
+        connection.commit()
+    url = sa.make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False), raw
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_reads_the_same_rows_with_real_date_types(postgres):
+    url, from_sqlite = postgres
+    from_postgres = read_source(source_url(url), TABLES)
+    assert set(from_postgres) == set(from_sqlite)
+    for name, table in from_postgres.items():
+        assert table.num_rows == from_sqlite[name].num_rows, name
+    dob = from_postgres["ssd_person"].schema.field("pers_dob").type
+    assert pa.types.is_timestamp(dob)
+
+
+@pytest.mark.postgres
+def test_postgres_children_subset(postgres):
+    url, _ = postgres
+    raw = read_source(source_url(url), TABLES, ["EX0000002"])
+    assert raw["ssd_person"].column("pers_person_id").to_pylist() == ["EX0000002"]
