@@ -68,6 +68,28 @@ def _shown_value(expectation: dict, row: dict) -> str:
     return text[:40]
 
 
+# Expectations that read a categorical as they read text.
+_CATEGORY_SAFE = {"expect_column_values_to_not_be_null", "expect_column_values_to_be_in_set"}
+
+
+def _cheap_to_hash(batch: pd.DataFrame, suite: dict) -> pd.DataFrame:
+    """Text columns as categoricals where every check of them allows it.
+
+    GX fingerprints every batch by hashing all its values; text hashes row by row while
+    a categorical hashes its few distinct values once (4 s against 1 s for 2M rows here).
+    Uniqueness, JSON and regex checks need the text itself, so their columns stay text.
+    """
+    uses: dict[str, set[str]] = {}
+    for expectation in suite["expectations"]:
+        kwargs = expectation["kwargs"]
+        for key in ("column", "column_A", "column_B"):
+            if key in kwargs:
+                uses.setdefault(kwargs[key], set()).add(expectation["type"])
+    text = [c for c in batch.columns if pd.api.types.is_string_dtype(batch[c])
+            and uses.get(c, set()) <= _CATEGORY_SAFE]
+    return batch.astype({c: "category" for c in text}) if text else batch
+
+
 class SuiteRunner:
     """Runs suites against pandas frames in one ephemeral GX context.
 
@@ -122,7 +144,7 @@ class SuiteRunner:
                                    f"{', '.join(missing)}")
         if frame.empty:
             return Failures(pd.DataFrame(columns=list(FAILURE_COLUMNS)), 0, [])
-        batch = frame[["_row", *[c for c in columns if c != "_row"]]]
+        batch = _cheap_to_hash(frame[["_row", *[c for c in columns if c != "_row"]]], suite)
         result = self._definition(name).run(
             batch_parameters={"dataframe": batch},
             expectation_parameters=parameters or {},
