@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fixtures._inject import KINDS
+from fixtures.examples import load_examples
 from fixtures.generator import GenerationReport, generate_database
 from transforms.ssd import CASE_NOTES_TABLE, CP_CATEGORY, FLAG_VALUES, TABLES, TABLES_BY_NAME
 
@@ -73,6 +76,47 @@ def test_without_case_notes_the_table_is_absent(tmp_path: Path) -> None:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     assert CASE_NOTES_TABLE not in tables and CASE_NOTES_TABLE not in report.rows
     assert "ssd_cp_visits" in tables
+
+
+# ---------------------------------------------------------------------------- small populations
+
+# A handful of children leaves many selections empty (nobody referred, no plans, no care):
+# every step must cope with zero rows, not just the large runs the proportions are tuned on.
+SMALL = (1, 2, 3, 5, 8, 13, 30)
+
+
+def _assert_opens_with_children(path: Path, report: GenerationReport, people: int) -> None:
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        for table, count in report.rows.items():
+            assert conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == count, table
+        assert conn.execute("SELECT COUNT(*) FROM ssd_person").fetchone()[0] == people
+
+
+@pytest.mark.parametrize("examples", [True, False])
+@pytest.mark.parametrize("seed", range(1, 7))
+@pytest.mark.parametrize("children", SMALL)
+def test_small_populations(tmp_path: Path, children: int, seed: int, examples: bool) -> None:
+    path = tmp_path / "small.sqlite"
+    report = generate_database(path, children=children, seed=seed, examples=examples)
+    # ssd_person never gets injected rows: one per generated child, one per example.
+    people = children + (len(load_examples()) if examples else 0)
+    _assert_opens_with_children(path, report, people)
+
+
+@settings(deadline=None, max_examples=25)
+@given(children=st.integers(1, 40), seed=st.integers(0, 10_000),
+       bad_rate=st.floats(0, 0.5), case_notes=st.booleans(), examples=st.booleans())
+def test_any_small_population_generates(
+    tmp_path_factory: pytest.TempPathFactory, children: int, seed: int, bad_rate: float,
+    case_notes: bool, examples: bool,
+) -> None:
+    # tmp_path_factory, not tmp_path: one fresh folder per example, not one per test.
+    path = tmp_path_factory.mktemp("any") / "ssd.sqlite"
+    report = generate_database(path, children=children, seed=seed, bad_rate=bad_rate,
+                               case_notes=case_notes, examples=examples)
+    people = children + (len(load_examples()) if examples else 0)
+    _assert_opens_with_children(path, report, people)
 
 
 # ---------------------------------------------------------------------------- proportions
