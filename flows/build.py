@@ -6,7 +6,6 @@ The flow reads like the list of stages; the work is in `transforms/` and `flows/
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from secrets import token_hex
@@ -18,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import sinks
+from flows.cli import DEFAULT_MAX_REJECT_SHARE, DEFAULT_SHARDS
 from flows.source import SourceSchemaError, read_source, safe_url, source_url
 from flows.steps import ShardOutcome, TableOutcome, stage_shard, validate_table
 from flows.validation import SuiteRunner
@@ -26,20 +26,9 @@ from transforms.rejects import concat_rejects
 from transforms.shards import Prepared, prepare, split
 from transforms.ssd import TABLES
 
-DEFAULT_SHARDS = 8
-DEFAULT_MAX_REJECT_SHARE = 0.02
-
 
 class RunFailed(RuntimeError):
     """The run finished but must not be published (too many rejects, say)."""
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    run_id: str
-    status: str
-    version: Path
-    manifest: dict
 
 
 def _retry_transient(task, task_run, state) -> bool:

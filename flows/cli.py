@@ -8,6 +8,9 @@ from pathlib import Path
 
 import click
 
+# Kept here rather than imported from flows.build, which imports Prefect (seconds).
+DEFAULT_SHARDS = 8
+DEFAULT_MAX_REJECT_SHARE = 0.02
 DEMO_DATABASE = Path("demo") / "ssd-demo.sqlite"
 DEMO_CHILDREN = 2000
 DEMO_SEED = 42
@@ -67,12 +70,12 @@ def demo_data(path: Path, children: int, seed: int, bad_rate: float, no_case_not
               help="Output folder; each run writes OUT/versions/<run-id> and points "
               "OUT/current at it.")
 @click.option("--children", help="Comma-separated child ids: build just these.")
-@click.option("--shards", default=8, show_default=True, type=click.IntRange(1, 4096),
-              help="Shards of children, processed independently.")
+@click.option("--shards", default=DEFAULT_SHARDS, show_default=True,
+              type=click.IntRange(1, 4096), help="Shards of children, processed independently.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
               help="Threads for reading tables.")
 @click.option("--as-of", "as_of", help="Date the data is as of (YYYY-MM-DD). Default: today.")
-@click.option("--max-reject-share", default=0.02, show_default=True,
+@click.option("--max-reject-share", default=DEFAULT_MAX_REJECT_SHARE, show_default=True,
               type=click.FloatRange(0, 1), help="Fail the run if a larger share of source rows "
               "is rejected.")
 def build(source: str | None, out: str, children: str | None, shards: int, workers: int,

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-REJECT_COLUMNS = ("table", "record_id", "source_row", "child_id", "rule", "expectation",
-                  "reason", "also_failed")
 STRING_COLUMNS = {"table": "str", "record_id": "str", "child_id": "str", "rule": "str",
                   "expectation": "str", "reason": "str"}
 

@@ -131,11 +131,6 @@ FLAG_VALUES: dict[str, str] = {
     "NA": "NA", "N/A": "NA",
 }
 
-# Assessment factors (CIN census) that this project treats as escalations; the full
-# code list is open-ended locally, so factor codes are checked for shape, not membership.
-ASSESSMENT_FACTOR_PATTERN = r"^[0-9]{1,2}[A-Z]$"
-
-
 def _parent(column: str, table: str, key: str) -> Parent:
     return Parent(column, table, key)
 
