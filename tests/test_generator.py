@@ -218,6 +218,14 @@ def test_dates_are_consistent_outside_injected_rows(demo) -> None:
             assert not early.any(), (spec.name, column, frame.loc[early, spec.key].head())
 
 
+def test_case_notes_are_always_dated(demo: tuple[Path, GenerationReport]) -> None:
+    # A note is written on a day; a note with no date cannot be placed in a chronology
+    # (it would be rejected), so the generator must never write one.
+    path, _ = demo
+    notes = _read(path, "ext_case_notes")
+    assert notes.casn_note_date.notna().all()
+
+
 def test_open_plans_have_no_end_date(demo: tuple[Path, GenerationReport]) -> None:
     path, _ = demo
     plans = _read(path, "ssd_cp_plans")
