@@ -72,8 +72,9 @@ def _shown_value(expectation: dict, row: dict) -> str:
 _CATEGORY_SAFE = {"expect_column_values_to_not_be_null", "expect_column_values_to_be_in_set"}
 
 
-def _cheap_to_hash(batch: pd.DataFrame, suite: dict) -> pd.DataFrame:
-    """Text columns as categoricals where every check of them allows it.
+def _cheap_to_check(batch: pd.DataFrame, suite: dict) -> pd.DataFrame:
+    """The batch in the dtypes GX checks fastest: categoricals for text where every check
+    of the column allows it, float64 for nullable integers.
 
     GX fingerprints every batch by hashing all its values; text hashes row by row while
     a categorical hashes its few distinct values once (4 s against 1 s for 2M rows here).
@@ -85,9 +86,15 @@ def _cheap_to_hash(batch: pd.DataFrame, suite: dict) -> pd.DataFrame:
         for key in ("column", "column_A", "column_B"):
             if key in kwargs:
                 uses.setdefault(kwargs[key], set()).add(expectation["type"])
-    text = [c for c in batch.columns if pd.api.types.is_string_dtype(batch[c])
-            and uses.get(c, set()) <= _CATEGORY_SAFE]
-    return batch.astype({c: "category" for c in text}) if text else batch
+    text = {c: "category" for c in batch.columns if pd.api.types.is_string_dtype(batch[c])
+            and uses.get(c, set()) <= _CATEGORY_SAFE}
+    # GX compares pandas' nullable integers row by row in Python (a million calls for a
+    # million events); as float64 with NaN for missing it compares whole columns.
+    numbers = {c: "float64" for c in batch.columns
+               if pd.api.types.is_integer_dtype(batch[c].dtype)
+               and isinstance(batch[c].dtype, pd.api.extensions.ExtensionDtype)}
+    changes = {**text, **numbers}
+    return batch.astype(changes) if changes else batch
 
 
 class SuiteRunner:
@@ -144,7 +151,7 @@ class SuiteRunner:
                                    f"{', '.join(missing)}")
         if frame.empty:
             return Failures(pd.DataFrame(columns=list(FAILURE_COLUMNS)), 0, [])
-        batch = _cheap_to_hash(frame[["_row", *[c for c in columns if c != "_row"]]], suite)
+        batch = _cheap_to_check(frame[["_row", *[c for c in columns if c != "_row"]]], suite)
         result = self._definition(name).run(
             batch_parameters={"dataframe": batch},
             expectation_parameters=parameters or {},
