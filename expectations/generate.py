@@ -10,8 +10,8 @@ import json
 import sys
 
 from expectations import suite_path
-from transforms.conform import EARLIEST_DATE, EXISTS, KEY_COPIES, OWNER_PERSON
-from transforms.ssd import FLAG_VALUES, PERSON_TABLE, TABLES, SourceTable
+from transforms.conform import EARLIEST_DATE, EXISTS, KEY_COPIES
+from transforms.ssd import FLAG_VALUES, OWNER_PERSON, PERSON_TABLE, TABLES, SourceTable
 
 AS_OF = "as_of"
 # Regex for text that a browser would treat as markup or a script handler. Written
@@ -53,6 +53,9 @@ def raw_suite(table: SourceTable) -> dict:
             _expect("expect_column_values_to_not_be_null", "owner.one_child",
                     f"its {owner.table} row does not belong to exactly one child",
                     column=OWNER_PERSON),
+            _exists(OWNER_PERSON, "person.exists",
+                    f"its {owner.table} row names person id {{value}}, who is not in "
+                    f"{PERSON_TABLE}"),
         ]
     elif table.name != PERSON_TABLE:
         out += [

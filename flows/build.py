@@ -1,6 +1,6 @@
 """The main flow: extract → prepare → validate each table → stage each shard → write.
 
-The flow reads like the list of stages; the work is in `transforms/` and `flows/shard.py`.
+The flow reads like the list of stages; the work is in `transforms/` and `flows/steps.py`.
 """
 
 from __future__ import annotations
@@ -144,7 +144,10 @@ def build_chronologies(
     rows_in = int(counts["rows_in"].sum())
     rejected = int(counts["rows_rejected"].sum())
     share = rejected / rows_in if rows_in else 0.0
-    status = "succeeded" if share <= max_reject_share else "failed"
+    balanced = bool(counts["balanced"].all())
+    status = "succeeded" if share <= max_reject_share and balanced else "failed"
+    found = set(people["child_id"])
+    missing_children = sorted(set(children) - found) if children else []
     manifest = {
         "run_id": run_id,
         "status": status,
@@ -153,6 +156,11 @@ def build_chronologies(
         "source": safe_url(source_url(source)),
         "data_as_of": as_of_date.date().isoformat(),
         "children_requested": children,
+        "children_not_found": missing_children,
+        # A run for some children holds only them, so it must not replace the whole
+        # current output; it stays in its version folder.
+        "published": children is None and status == "succeeded",
+        "version": str(version),
         "shards": shards,
         "rows_in": rows_in,
         "rows_rejected": rejected,
@@ -170,12 +178,16 @@ def build_chronologies(
     }
     sinks.write_json(manifest, version / "manifest.json")
     check_balanced(counts)
+    if children and not found:
+        raise RunFailed(f"none of the {len(children)} children asked for is in the source; "
+                        "nothing was published.")
     if status != "succeeded":
         raise RunFailed(
             f"{rejected:,} of {rows_in:,} source rows ({share:.2%}) were rejected, more than "
             f"the {max_reject_share:.2%} allowed; nothing was published. "
             f"See {version / 'rejects.parquet'} and {version / 'manifest.json'}.")
-    sinks.make_current(Path(out), run_id)
+    if children is None:
+        sinks.make_current(Path(out), run_id)
     logger.info("run %s: %d rows in, %d rejected, %d events", run_id, rows_in, rejected,
                 manifest["events"])
     return manifest

@@ -23,6 +23,7 @@ def _quiet_prefect() -> None:
     # The command prints its own summary and a one-line reason when a run fails; Prefect's
     # own log (with tracebacks) is one environment variable away for whoever needs it.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
 
 
 def _children(value: str | None) -> list[str] | None:
@@ -53,9 +54,12 @@ def demo_data(path: Path, children: int, seed: int, bad_rate: float, no_case_not
     """Write a synthetic SSD database (SQLite) of N children to PATH."""
     from fixtures.generator import generate_database
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    report = generate_database(path, children=children, seed=seed, bad_rate=bad_rate,
-                               case_notes=not no_case_notes)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        report = generate_database(path, children=children, seed=seed, bad_rate=bad_rate,
+                                   case_notes=not no_case_notes)
+    except Exception as error:  # noqa: BLE001 - the file system or SQLite said no
+        raise click.FileError(str(path), hint=str(error)) from None
     total = sum(report.rows.values())
     click.echo(f"wrote {path}: {children:,} children, {total:,} rows in {len(report.rows)} tables, "
                f"{len(report.injected):,} bad records injected, in {report.seconds:.1f} s")
@@ -92,18 +96,28 @@ def build(source: str | None, out: str, children: str | None, shards: int, worke
             generate_database(DEMO_DATABASE, children=DEMO_CHILDREN, seed=DEMO_SEED)
     _quiet_prefect()
     from flows.build import RunFailed, build_chronologies
-    from flows.source import SourceSchemaError, present_tables, source_url
+    from flows.source import (
+        PASSWORD_VARIABLE,
+        SourceSchemaError,
+        present_tables,
+        source_url,
+        without_password,
+    )
     from transforms.ssd import TABLES
 
+    wanted = _children(children)
     try:
         # Check the source before starting Prefect: a wrong path or a missing table is
         # the commonest mistake and deserves a plain answer in a second, not a minute.
         present_tables(source_url(source), TABLES)
         if as_of is not None:
             _date(as_of)
+        source, password = without_password(source)
+        if password is not None:
+            os.environ[PASSWORD_VARIABLE] = password
         click.echo("building: starting Prefect and reading the source…")
         manifest = build_chronologies(
-            source=source, out=out, children=_children(children), shards=shards,
+            source=source, out=out, children=wanted, shards=shards,
             workers=workers, as_of=as_of, max_reject_share=max_reject_share)
     except (SourceSchemaError, RunFailed, ConnectionError) as error:
         click.echo(f"error: {error}", err=True)
@@ -137,7 +151,13 @@ def _print_summary(manifest: dict, out: Path) -> None:
     click.echo(f"{manifest['children']:,} children, {manifest['events']:,} events; "
                f"{manifest['rows_rejected']:,} rows rejected ({manifest['reject_share']:.2%}); "
                f"{sum(f['rows'] for f in manifest['findings']):,} rows kept with findings")
-    click.echo(f"outputs: {out / 'current'}")
+    if manifest["published"]:
+        click.echo(f"outputs: {out / 'current'}")
+    else:
+        click.echo(f"outputs: {manifest['version']} (a run for some children; "
+                   f"{out / 'current'} is unchanged)")
+    if manifest["children_not_found"]:
+        click.echo(f"not in the source: {', '.join(manifest['children_not_found'])}")
 
 
 @main.command()
@@ -147,7 +167,8 @@ def _print_summary(manifest: dict, out: Path) -> None:
               default=Path("demo") / "bench-ssd.sqlite", show_default=True,
               help="Where the benchmark database is generated (reused if present for the "
               "same size and seed).")
-@click.option("--shards", default=8, show_default=True, type=click.IntRange(1, 4096))
+@click.option("--shards", default=DEFAULT_SHARDS, show_default=True,
+              type=click.IntRange(1, 4096))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
 def bench(children: int, seed: int, database: Path, shards: int, workers: int) -> None:
     """Generate N children and time extract, stage and validate: rows/s and peak memory."""

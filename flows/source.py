@@ -9,6 +9,7 @@ the connection itself are left to the caller's retries.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,23 +21,48 @@ from sqlalchemy.engine import URL, make_url
 
 from transforms.ssd import PERSON_ID, PERSON_TABLE, TABLES_BY_NAME, SourceTable
 
+# The source's password travels in this environment variable, never as a flow parameter:
+# Prefect stores parameters in its database, readable by anyone on the machine.
+PASSWORD_VARIABLE = "CHRONOLOGY_SOURCE_PASSWORD"
+
 
 class SourceSchemaError(RuntimeError):
-    """The source lacks a table or column the pipeline needs. Retrying will not help."""
+    """The source cannot be used as given: missing, unreadable, or lacking a table or
+    column the pipeline needs. Retrying will not help."""
+
+
+def without_password(source: str) -> tuple[str, str | None]:
+    """The source with its password taken out, and the password (None if it had none)."""
+    if "://" not in source:
+        return source, None
+    url = source_url(source)
+    if url.password is None:
+        return source, None
+    return url.set(password=None).render_as_string(hide_password=False), str(url.password)
 
 
 def source_url(source: str | Path) -> URL:
-    """SQLAlchemy URL for a URL string or a path to an SQLite file."""
+    """SQLAlchemy URL for a URL string or a path to an SQLite file.
+
+    A URL with a user and no password takes the password from CHRONOLOGY_SOURCE_PASSWORD.
+    """
     text = str(source)
     if "://" not in text:
         path = Path(text).expanduser().resolve()
-        if not path.exists():
+        if not path.is_file():
             raise SourceSchemaError(f"source database {path} does not exist")
         return URL.create("sqlite", database=str(path))
     try:
-        return make_url(text)
+        url = make_url(text)
     except sa.exc.ArgumentError as error:
         raise SourceSchemaError(f"not a database URL: {error}") from None
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).is_file():
+        # SQLite would quietly create an empty database and report every table missing.
+        raise SourceSchemaError(f"source database {url.database} does not exist")
+    password = os.environ.get(PASSWORD_VARIABLE)
+    if url.username and url.password is None and password:
+        url = url.set(password=password)
+    return url
 
 
 def safe_url(url: URL) -> str:
@@ -49,7 +75,10 @@ def present_tables(url: URL, tables: Sequence[SourceTable]) -> list[SourceTable]
 
     Optional tables (the case-note extension) that are absent are left out.
     """
-    engine = sa.create_engine(url)
+    try:
+        engine = sa.create_engine(url)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as error:
+        raise SourceSchemaError(f"cannot open {safe_url(url)}: {error}") from None
     try:
         inspector = sa.inspect(engine)
         existing = {name.lower(): name for name in inspector.get_table_names()}
@@ -68,6 +97,9 @@ def present_tables(url: URL, tables: Sequence[SourceTable]) -> list[SourceTable]
     except sa.exc.OperationalError as error:
         raise ConnectionError(f"cannot reach the source database {safe_url(url)}: "
                               f"{error.orig}") from None
+    except sa.exc.DatabaseError as error:
+        raise SourceSchemaError(f"{safe_url(url)} is not a readable database: "
+                                f"{error.orig}") from None
     finally:
         engine.dispose()
     if problems:
@@ -112,7 +144,7 @@ def select_sql(table: SourceTable, dialect: str, children: Sequence[str] | None,
         # SQLite stores each value with its own type; text is the one type every value has.
         # The ADBC driver fixes a column's Arrow type from the first batch of rows and takes
         # an all-NULL column for an integer, so a first row of empty strings types every
-        # column as text; `read_table` drops it again.
+        # column as text; `_read` drops it again.
         columns = ", ".join(f'CAST("{c}" AS TEXT) AS "{c}"' for c in table.columns)
         typing = ", ".join(f"'' AS \"{c}\"" for c in table.columns)
         return (f'SELECT 1 AS "{TYPING_ROW}", {typing} UNION ALL '
@@ -159,10 +191,6 @@ def _read(url: URL, sql: str) -> pa.Table:
         marker = result.column(TYPING_ROW)
         result = result.filter(pc.is_null(marker)).drop_columns([TYPING_ROW])
     return result
-
-
-def read_table(url: URL, table: SourceTable, children: Sequence[str] | None) -> pa.Table:
-    return _read(url, select_sql(table, url.get_backend_name(), children))
 
 
 def _parts(url: URL, table: SourceTable) -> list[tuple[int, int] | None]:

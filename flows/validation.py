@@ -33,7 +33,6 @@ class Failures:
     """Failed rows (one per row and expectation), in suite order."""
 
     rows: pd.DataFrame
-    evaluated: int
     results: list[dict[str, Any]]
 
 
@@ -64,8 +63,10 @@ def _shown_value(expectation: dict, row: dict) -> str:
     value = row.get(column)
     if isinstance(value, pd.Timestamp):
         return value.strftime("%Y-%m-%d")
+    # Reasons quote codes, ids and dates; a longer value is likely text put in the wrong
+    # column, and free text never goes into a reason.
     text = "" if value is None else str(value)
-    return text[:40]
+    return text if len(text) <= 20 else f"({len(text)} characters)"
 
 
 # Expectations that read a categorical as they read text.
@@ -150,7 +151,7 @@ class SuiteRunner:
             raise ExpectationError(f"suite {name} checks columns the data does not have: "
                                    f"{', '.join(missing)}")
         if frame.empty:
-            return Failures(pd.DataFrame(columns=list(FAILURE_COLUMNS)), 0, [])
+            return Failures(pd.DataFrame(columns=list(FAILURE_COLUMNS)), [])
         batch = _cheap_to_check(frame[["_row", *[c for c in columns if c != "_row"]]], suite)
         result = self._definition(name).run(
             batch_parameters={"dataframe": batch},
@@ -183,4 +184,4 @@ class SuiteRunner:
                                meta["severity"], reason, meta["position"]))
         failed.sort(key=lambda item: item[-1])
         rows = pd.DataFrame([item[:-1] for item in failed], columns=list(FAILURE_COLUMNS))
-        return Failures(rows.astype({"_row": "int64"}), len(batch), summaries)
+        return Failures(rows.astype({"_row": "int64"}), summaries)

@@ -3,18 +3,12 @@ from __future__ import annotations
 import os
 
 import pandas as pd
-import pytest
 
 from transforms import conform
 from transforms.ssd import TABLES_BY_NAME
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--update-golden", action="store_true",
-                     help="Rewrite golden files from the current output.")
 
 
 def raw_frame(table: str, rows: list[dict]) -> pd.DataFrame:

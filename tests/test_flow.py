@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.dataset as ds
@@ -113,10 +114,20 @@ def test_events_round_trip_with_their_types(run):
 def test_rebuilding_some_children_reads_only_them(generated, tmp_path):
     path, _ = generated
     manifest = build_chronologies(source=str(path), out=str(tmp_path), shards=2, as_of=AS_OF,
-                                  children=["EX0000002", "EX0000003"])
+                                  children=["EX0000002", "EX0000003", "NOBODY"])
     assert manifest["children"] == 2
-    people = pd.read_parquet(tmp_path / "current" / "people.parquet")
+    assert manifest["children_not_found"] == ["NOBODY"]
+    # A partial run never replaces the whole current output.
+    assert not manifest["published"] and not (tmp_path / "current").exists()
+    people = pd.read_parquet(Path(manifest["version"]) / "people.parquet")
     assert sorted(people["child_id"]) == ["EX0000002", "EX0000003"]
+
+
+def test_asking_only_for_unknown_children_fails(generated, tmp_path):
+    path, _ = generated
+    with pytest.raises(RunFailed, match="none of the 1 children"):
+        build_chronologies(source=str(path), out=str(tmp_path), shards=1, as_of=AS_OF,
+                           children=["NOBODY"])
 
 
 def test_too_many_rejects_fail_the_run_and_publish_nothing(generated, tmp_path):
@@ -158,3 +169,4 @@ def test_a_transient_read_error_is_retried(generated, tmp_path, monkeypatch):
     manifest = build_chronologies(source=str(path), out=str(tmp_path), shards=1, as_of=AS_OF,
                                   children=["EX0000001"])
     assert len(calls) == 2 and manifest["status"] == "succeeded"
+    assert manifest["children"] == 1

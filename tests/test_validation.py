@@ -175,6 +175,7 @@ def test_random_bad_rows_are_rejected_and_nothing_else_is_lost(mix, shards, runn
     tables, expected = mix
     rejects, events, outcomes, _ = _run({"ssd_person": PEOPLE, **tables}, runner, shards)
     rejected = {(r.table, r.source_row): r.rule for r in rejects.itertuples()}
+    assert len(rejected) == len(rejects), "a row was rejected twice"
     assert rejected == expected
     # Every other row reached the events exactly once per role, and no event is doubled.
     assert events["event_id"].is_unique
@@ -187,3 +188,17 @@ def test_random_bad_rows_are_rejected_and_nothing_else_is_lost(mix, shards, runn
             staged_counts[name] = staged_counts.get(name, 0) + count
     for table, rows in tables.items():
         assert staged_counts[table] + sum(1 for t, _ in expected if t == table) == len(rows)
+
+
+def test_a_review_of_an_unknown_childs_care_is_rejected_not_staged(runner):
+    # The review finds its child through the period of care; if that names nobody in
+    # ssd_person, the review must not reach any chronology.
+    episodes = [{"clae_cla_episode_id": "E1", "clae_person_id": "NOBODY", "clae_cla_id": "CLA1",
+                 "clae_cla_episode_start_date": "2018-01-01"}]
+    reviews = [{"clar_cla_review_id": "R1", "clar_cla_id": "CLA1",
+                "clar_cla_review_date": "2018-03-01"}]
+    rejects, events, _, _ = _run({"ssd_person": PEOPLE, "ssd_cla_episodes": episodes,
+                                  "ssd_cla_reviews": reviews}, runner)
+    by_table = dict(zip(rejects["table"], rejects["rule"], strict=True))
+    assert by_table == {"ssd_cla_episodes": "person.exists", "ssd_cla_reviews": "person.exists"}
+    assert "NOBODY" not in set(events["child_id"])

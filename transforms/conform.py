@@ -19,12 +19,18 @@ import pyarrow.compute as pc
 
 from transforms.frames import lookup
 from transforms.rejects import concat_rejects, empty_rejects, rejects_for
-from transforms.ssd import FLAG_VALUES, PERSON_ID, PERSON_TABLE, CodeSet, SourceTable
+from transforms.ssd import (
+    FLAG_VALUES,
+    OWNER_PERSON,
+    PERSON_ID,
+    PERSON_TABLE,
+    CodeSet,
+    SourceTable,
+)
 
 # Dates more than 40 weeks before birth (or the expected birth) cannot be about this child.
 PREGNANCY = pd.Timedelta(days=280)
 
-OWNER_PERSON = "_owner_person_id"
 EXISTS = "_exists__"
 KEY_COPIES = "_key_copies"
 EARLIEST_DATE = "_earliest_date"
@@ -128,8 +134,9 @@ def conform_table(table: SourceTable, frame: pd.DataFrame) -> Conformed:
         new = mask & ~bad
         if new.any():
             rows = conformed[new]
-            reason = ("'" + frame.loc[new, column].astype("str").str.slice(0, 40)
-                      + f"' in {column} is not an ISO 8601 date")
+            # The value itself is not quoted: a date column may hold free text by mistake.
+            reason = (f"{column} holds " + frame.loc[new, column].astype("str").str.len()
+                      .astype("str") + " characters that are not an ISO 8601 date")
             rejects.append(rejects_for(table.name, rows, table.key, table.child_column,
                                        "conform.readable_date", reason))
         bad |= mask
@@ -187,6 +194,9 @@ def existence_checks(table: SourceTable) -> list[tuple[str, str, str]]:
     checks = []
     if table.owner is not None:
         checks.append((table.owner.column, table.owner.table, table.owner.key))
+        # The child the owner names must exist too, or the row would reach a page of a
+        # child the source does not know.
+        checks.append((OWNER_PERSON, PERSON_TABLE, PERSON_ID))
     elif table.name != PERSON_TABLE:
         checks.append((table.person, PERSON_TABLE, PERSON_ID))
     checks += [(p.column, p.table, p.key) for p in table.parents]

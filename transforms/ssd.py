@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 PERSON_TABLE = "ssd_person"
+# Column added to tables without a person column: the child of the row they belong to.
+OWNER_PERSON = "_owner_person_id"
 PERSON_ID = "pers_person_id"
 CASE_NOTES_TABLE = "ext_case_notes"
 
@@ -69,7 +71,7 @@ class SourceTable:
     @property
     def child_column(self) -> str:
         """The column that names the child once owners are resolved (see conform)."""
-        return self.person or "_owner_person_id"
+        return self.person or OWNER_PERSON
 
 
 # ---------------------------------------------------------------- code sets (England)
@@ -130,10 +132,6 @@ FLAG_VALUES: dict[str, str] = {
     "N": "N", "NO": "N", "0": "N", "FALSE": "N", "F": "N",
     "NA": "NA", "N/A": "NA",
 }
-
-def _parent(column: str, table: str, key: str) -> Parent:
-    return Parent(column, table, key)
-
 
 _REFERRAL = ("ssd_cin_episodes", "cine_referral_id")
 
@@ -215,7 +213,7 @@ TABLES: tuple[SourceTable, ...] = (
         ("cina_assessment_id", "cina_person_id", "cina_referral_id", "cina_assessment_start_date",
          "cina_assessment_child_seen", "cina_assessment_auth_date", "cina_assessment_outcome_json",
          "cina_assessment_outcome_nfa", "cina_assessment_team", "cina_assessment_worker_id"),
-        parents=(_parent("cina_referral_id", *_REFERRAL),),
+        parents=(Parent("cina_referral_id", *_REFERRAL),),
         event_dates=("cina_assessment_start_date", "cina_assessment_auth_date"),
         periods=(("cina_assessment_start_date", "cina_assessment_auth_date"),),
         flags=("cina_assessment_child_seen", "cina_assessment_outcome_nfa"),
@@ -224,14 +222,14 @@ TABLES: tuple[SourceTable, ...] = (
     SourceTable(
         "ssd_assessment_factors", "cinf_table_id", None,
         ("cinf_table_id", "cinf_assessment_id", "cinf_assessment_factors_json"),
-        owner=_parent("cinf_assessment_id", "ssd_cin_assessments", "cina_assessment_id"),
+        owner=Parent("cinf_assessment_id", "ssd_cin_assessments", "cina_assessment_id"),
         json=("cinf_assessment_factors_json",),
     ),
     SourceTable(
         "ssd_cin_plans", "cinp_cin_plan_id", "cinp_person_id",
         ("cinp_cin_plan_id", "cinp_referral_id", "cinp_person_id", "cinp_cin_plan_start_date",
          "cinp_cin_plan_end_date", "cinp_cin_plan_team", "cinp_cin_plan_worker_id"),
-        parents=(_parent("cinp_referral_id", *_REFERRAL),),
+        parents=(Parent("cinp_referral_id", *_REFERRAL),),
         event_dates=("cinp_cin_plan_start_date", "cinp_cin_plan_end_date"),
         periods=(("cinp_cin_plan_start_date", "cinp_cin_plan_end_date"),),
     ),
@@ -247,7 +245,7 @@ TABLES: tuple[SourceTable, ...] = (
         ("s47e_s47_enquiry_id", "s47e_referral_id", "s47e_person_id", "s47e_s47_start_date",
          "s47e_s47_end_date", "s47e_s47_nfa", "s47e_s47_outcome_json",
          "s47e_s47_completed_by_worker_id", "s47e_s47_completed_by_team"),
-        parents=(_parent("s47e_referral_id", *_REFERRAL),),
+        parents=(Parent("s47e_referral_id", *_REFERRAL),),
         event_dates=("s47e_s47_start_date", "s47e_s47_end_date"),
         periods=(("s47e_s47_start_date", "s47e_s47_end_date"),),
         flags=("s47e_s47_nfa",),
@@ -259,7 +257,7 @@ TABLES: tuple[SourceTable, ...] = (
          "icpc_cp_plan_id", "icpc_referral_id", "icpc_icpc_transfer_in", "icpc_icpc_target_date",
          "icpc_icpc_date", "icpc_icpc_outcome_cp_flag", "icpc_icpc_outcome_json",
          "icpc_icpc_team", "icpc_icpc_worker_id"),
-        parents=(_parent("icpc_s47_enquiry_id", "ssd_s47_enquiry", "s47e_s47_enquiry_id"),),
+        parents=(Parent("icpc_s47_enquiry_id", "ssd_s47_enquiry", "s47e_s47_enquiry_id"),),
         event_dates=("icpc_icpc_date",),
         other_dates=("icpc_icpc_target_date",),
         flags=("icpc_icpc_transfer_in", "icpc_icpc_outcome_cp_flag"),
@@ -281,7 +279,7 @@ TABLES: tuple[SourceTable, ...] = (
         ("cppr_cp_review_id", "cppr_person_id", "cppr_cp_plan_id", "cppr_cp_review_due",
          "cppr_cp_review_date", "cppr_cp_review_outcome_continue_cp", "cppr_cp_review_quorate",
          "cppr_cp_review_participation"),
-        parents=(_parent("cppr_cp_plan_id", "ssd_cp_plans", "cppl_cp_plan_id"),),
+        parents=(Parent("cppr_cp_plan_id", "ssd_cp_plans", "cppl_cp_plan_id"),),
         event_dates=("cppr_cp_review_date",),
         other_dates=("cppr_cp_review_due",),
         codes={"cppr_cp_review_participation": PARTICIPATION},
@@ -330,7 +328,7 @@ TABLES: tuple[SourceTable, ...] = (
         "ssd_cla_reviews", "clar_cla_review_id", None,
         ("clar_cla_review_id", "clar_cla_id", "clar_cla_review_due_date", "clar_cla_review_date",
          "clar_cla_review_cancelled", "clar_cla_review_participation"),
-        owner=_parent("clar_cla_id", "ssd_cla_episodes", "clae_cla_id"),
+        owner=Parent("clar_cla_id", "ssd_cla_episodes", "clae_cla_id"),
         event_dates=("clar_cla_review_date",),
         other_dates=("clar_cla_review_due_date",),
         codes={"clar_cla_review_participation": PARTICIPATION},
@@ -386,11 +384,13 @@ TABLES: tuple[SourceTable, ...] = (
     SourceTable(
         "ssd_permanence", "perm_table_id", "perm_person_id",
         ("perm_table_id", "perm_person_id", "perm_cla_id", "perm_adm_decision_date",
+         "perm_ffa_cp_decision_date",
          "perm_placement_order_date", "perm_placed_for_adoption_date", "perm_matched_date",
          "perm_placed_ffa_cp_date", "perm_decision_reversed_date", "perm_placed_foster_carer_date",
          "perm_permanence_order_date", "perm_permanence_order_type",
          "perm_decision_reversed_reason"),
-        event_dates=("perm_adm_decision_date", "perm_placement_order_date",
+        event_dates=("perm_adm_decision_date", "perm_ffa_cp_decision_date",
+                     "perm_placement_order_date",
                      "perm_placed_for_adoption_date", "perm_matched_date",
                      "perm_placed_ffa_cp_date", "perm_decision_reversed_date",
                      "perm_placed_foster_carer_date", "perm_permanence_order_date"),

@@ -153,7 +153,7 @@ def _events(frame: pd.DataFrame, table: str, role: str, event_type: str | pd.Ser
 
 def _person(frame: pd.DataFrame, shard: Shard) -> list[pd.DataFrame]:
     return [
-        _events(frame[frame["pers_dob"].notna()], PERSON_TABLE, "birth", "birth", "pers_dob"),
+        _events(frame, PERSON_TABLE, "birth", "birth", "pers_dob"),
         _events(frame, PERSON_TABLE, "death", "death", "pers_death_date"),
     ]
 
@@ -400,11 +400,14 @@ def _involvements(frame: pd.DataFrame, shard: Shard) -> list[pd.DataFrame]:
 
 
 def _permanence(frame: pd.DataFrame, shard: Shard) -> list[pd.DataFrame]:
-    return [
-        _events(frame, "ssd_permanence", milestone, milestone, column,
-                code="perm_permanence_order_type", episode_id="perm_cla_id")
-        for column, milestone in PERMANENCE_MILESTONES.items() if column in frame.columns
-    ]
+    common = {"code": "perm_permanence_order_type", "episode_id": "perm_cla_id"}
+    milestones = [_events(frame, "ssd_permanence", milestone, milestone, column, **common)
+                  for column, milestone in PERMANENCE_MILESTONES.items()]
+    # A record with no milestone dated says nothing that can be placed: it gives one
+    # undated event, which the events suite rejects with its reason.
+    undated = frame[frame[list(PERMANENCE_MILESTONES)].isna().all(axis=1)]
+    return [*milestones, _events(undated, "ssd_permanence", "primary", "permanence_order",
+                                 "perm_permanence_order_date", **common)]
 
 
 def _case_notes(frame: pd.DataFrame, shard: Shard) -> list[pd.DataFrame]:

@@ -34,7 +34,10 @@ def apply_failures(table: SourceTable, frame: pd.DataFrame, failures: pd.DataFra
     if failures.empty:
         return Checked(frame, empty_rejects(), empty_findings())
     severe = failures[failures["severity"] == "reject"]
-    warned = failures[failures["severity"] == "warning"]
+    # A rejected row is not kept, so it carries no finding.
+    warned = failures[(failures["severity"] == "warning")
+                      & ~failures["_row"].isin(failures.loc[failures["severity"] == "reject",
+                                                            "_row"])]
     rows = frame.set_index("_row", drop=False)
 
     rejects = empty_rejects()
