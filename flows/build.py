@@ -21,7 +21,7 @@ from flows.cli import DEFAULT_MAX_REJECT_SHARE, DEFAULT_SHARDS
 from flows.source import SourceSchemaError, read_source, safe_url, source_url
 from flows.steps import ShardOutcome, TableOutcome, stage_shard, validate_table
 from flows.validation import SuiteRunner
-from transforms.reconcile import check_balanced, reconciliation
+from transforms.reconcile import check_balanced, reconciliation, run_summary
 from transforms.rejects import concat_rejects
 from transforms.shards import Prepared, prepare, split
 from transforms.ssd import TABLES
@@ -141,56 +141,39 @@ def build_chronologies(
             timings[f"thread.{name}"] = timings.get(f"thread.{name}", 0.0) + seconds
 
     counts = reconciliation(extracted, shard_outcomes, rejects)
-    rows_in = int(counts["rows_in"].sum())
-    rejected = int(counts["rows_rejected"].sum())
-    share = rejected / rows_in if rows_in else 0.0
-    balanced = bool(counts["balanced"].all())
-    status = "succeeded" if share <= max_reject_share and balanced else "failed"
-    found = set(people["child_id"])
-    missing_children = sorted(set(children) - found) if children else []
+    summary = run_summary(counts, rejects, findings, people, children, max_reject_share)
     manifest = {
         "run_id": run_id,
-        "status": status,
         "started_at": started.isoformat(),
         "finished_at": datetime.now(UTC).isoformat(),
         "source": safe_url(source_url(source)),
         "data_as_of": as_of_date.date().isoformat(),
-        "children_requested": children,
-        "children_not_found": missing_children,
-        # A run for some children holds only them, so it must not replace the whole
-        # current output; it stays in its version folder.
-        "published": children is None and status == "succeeded",
         "version": str(version),
         "shards": shards,
-        "rows_in": rows_in,
-        "rows_rejected": rejected,
-        "reject_share": round(share, 6),
-        "max_reject_share": max_reject_share,
-        "events": int(counts["events"].sum()),
-        "children": len(people),
-        "tables": counts.to_dict(orient="records"),
-        "findings": findings.groupby(["table", "expectation"]).size().rename("rows")
-        .reset_index().to_dict(orient="records"),
-        "rejects_by_rule": rejects.groupby(["table", "expectation"]).size().rename("rows")
-        .reset_index().to_dict(orient="records"),
+        **summary,
         "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
         "versions": _versions(),
     }
     sinks.write_json(manifest, version / "manifest.json")
     check_balanced(counts)
-    if children and not found:
-        raise RunFailed(f"none of the {len(children)} children asked for is in the source; "
-                        "nothing was published.")
-    if status != "succeeded":
-        raise RunFailed(
-            f"{rejected:,} of {rows_in:,} source rows ({share:.2%}) were rejected, more than "
-            f"the {max_reject_share:.2%} allowed; nothing was published. "
-            f"See {version / 'rejects.parquet'} and {version / 'manifest.json'}.")
-    if children is None:
+    _fail_unless_publishable(manifest, version)
+    if manifest["published"]:
         sinks.make_current(Path(out), run_id)
-    logger.info("run %s: %d rows in, %d rejected, %d events", run_id, rows_in, rejected,
-                manifest["events"])
+    logger.info("run %s: %d rows in, %d rejected, %d events", run_id, manifest["rows_in"],
+                manifest["rows_rejected"], manifest["events"])
     return manifest
+
+
+def _fail_unless_publishable(manifest: dict, version: Path) -> None:
+    if manifest["children_requested"] and not manifest["children"]:
+        raise RunFailed(f"none of the {len(manifest['children_requested'])} children asked "
+                        "for is in the source; nothing was published.")
+    if manifest["status"] != "succeeded":
+        raise RunFailed(
+            f"{manifest['rows_rejected']:,} of {manifest['rows_in']:,} source rows "
+            f"({manifest['reject_share']:.2%}) were rejected, more than the "
+            f"{manifest['max_reject_share']:.2%} allowed; nothing was published. "
+            f"See {version / 'rejects.parquet'} and {version / 'manifest.json'}.")
 
 
 def _versions() -> dict[str, str]:

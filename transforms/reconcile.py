@@ -47,3 +47,37 @@ def check_balanced(table: pd.DataFrame) -> None:
         details = "; ".join(f"{r.table}: {r.rows_in} in, {r.rows_staged} staged, "
                             f"{r.rows_rejected} rejected" for r in broken.itertuples())
         raise Unbalanced(f"source rows do not reconcile: {details}")
+
+
+def run_summary(counts: pd.DataFrame, rejects: pd.DataFrame, findings: pd.DataFrame,
+                people: pd.DataFrame, children: list[str] | None, max_reject_share: float
+                ) -> dict:
+    """What a run did, for the manifest: counts, shares, status and the children found."""
+    rows_in = int(counts["rows_in"].sum())
+    rejected = int(counts["rows_rejected"].sum())
+    share = rejected / rows_in if rows_in else 0.0
+    balanced = bool(counts["balanced"].all())
+    found = set(people["child_id"])
+    status = "succeeded" if share <= max_reject_share and balanced else "failed"
+    return {
+        "status": status,
+        "children_requested": children,
+        "children_not_found": sorted(set(children) - found) if children else [],
+        # A run for some children holds only them, so it must not replace the whole
+        # current output; it stays in its version folder.
+        "published": children is None and status == "succeeded",
+        "rows_in": rows_in,
+        "rows_rejected": rejected,
+        "reject_share": round(share, 6),
+        "max_reject_share": max_reject_share,
+        "events": int(counts["events"].sum()),
+        "children": len(found),
+        "tables": counts.to_dict(orient="records"),
+        "findings": _by_rule(findings),
+        "rejects_by_rule": _by_rule(rejects),
+    }
+
+
+def _by_rule(frame: pd.DataFrame) -> list[dict]:
+    return (frame.groupby(["table", "expectation"]).size().rename("rows").reset_index()
+            .to_dict(orient="records"))
