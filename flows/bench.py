@@ -20,7 +20,8 @@ from flows import sinks
 from flows.source import read_source, source_url
 from flows.steps import stage_shard, validate_table
 from flows.validation import SuiteRunner
-from transforms.shards import prepare, split
+from transforms.prepare import prepare
+from transforms.shards import split
 from transforms.ssd import TABLES
 
 AS_OF = pd.Timestamp("2026-03-31 23:59:59")

@@ -21,9 +21,10 @@ from flows.cli import DEFAULT_MAX_REJECT_SHARE, DEFAULT_SHARDS
 from flows.source import SourceSchemaError, read_source, safe_url, source_url
 from flows.steps import ShardOutcome, TableOutcome, stage_shard, validate_table
 from flows.validation import SuiteRunner
+from transforms.prepare import Prepared, prepare
 from transforms.reconcile import check_balanced, reconciliation, run_summary
 from transforms.rejects import concat_rejects
-from transforms.shards import Prepared, prepare, split
+from transforms.shards import split
 from transforms.ssd import TABLES
 
 

@@ -107,10 +107,9 @@ class SuiteRunner:
         local = self._local
         if not hasattr(local, "context"):
             import great_expectations as gx  # slow import (~4 s): only when validating
-
-            local.gx = gx
             from great_expectations.data_context.types.base import ProgressBarsConfig
 
+            local.gx = gx
             local.context = gx.get_context(mode="ephemeral")
             local.context.variables.progress_bars = ProgressBarsConfig(globally=False)
             local.asset = local.context.data_sources.add_pandas("chronology").add_dataframe_asset(

@@ -12,7 +12,8 @@ from expectations.generate import raw_suite, render
 from flows.steps import stage_shard, validate_table
 from flows.validation import ExpectationError, SuiteRunner
 from tests.conftest import raw_frame
-from transforms.shards import prepare, split
+from transforms.prepare import prepare
+from transforms.shards import split
 from transforms.ssd import TABLES
 
 AS_OF = pd.Timestamp("2026-03-31 23:59:59")

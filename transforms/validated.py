@@ -36,8 +36,7 @@ def apply_failures(table: SourceTable, frame: pd.DataFrame, failures: pd.DataFra
     severe = failures[failures["severity"] == "reject"]
     # A rejected row is not kept, so it carries no finding.
     warned = failures[(failures["severity"] == "warning")
-                      & ~failures["_row"].isin(failures.loc[failures["severity"] == "reject",
-                                                            "_row"])]
+                      & ~failures["_row"].isin(severe["_row"])]
     rows = frame.set_index("_row", drop=False)
 
     rejects = empty_rejects()

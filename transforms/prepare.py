@@ -1,0 +1,60 @@
+"""Prepare whole source tables for validation: what can only be settled table-wide."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from transforms.conform import (
+    births,
+    conform_table,
+    drop_exact_copies,
+    existence_checks,
+    number_rows,
+    resolve_owners,
+)
+from transforms.rejects import concat_rejects
+from transforms.ssd import PERSON_TABLE, TABLES_BY_NAME
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Whole source tables ready to validate, with what their suites need to know."""
+
+    frames: dict[str, pd.DataFrame]
+    rejects: pd.DataFrame
+    known: dict[tuple[str, str], pa.Array]
+    births: pd.DataFrame
+
+
+def known_ids(frames: dict[str, pd.DataFrame]) -> dict[tuple[str, str], pa.Array]:
+    """Ids that person, parent and owner columns may point at, by (table, key).
+
+    Taken from the whole source, so that a parent row in another shard (because its own
+    person id is wrong, say) still counts as existing and its dependants are not lost.
+    """
+    wanted = {(target, key) for name in frames
+              for _, target, key in existence_checks(TABLES_BY_NAME[name])}
+    return {(target, key): pc.unique(pa.array(frames[target][key].dropna(), pa.string()))
+            if target in frames else pa.array([], pa.string())
+            for target, key in sorted(wanted)}
+
+
+def prepare(raw: dict[str, pd.DataFrame]) -> Prepared:
+    """Number rows, drop exact copies, find each row's child, and gather known ids.
+
+    Duplicate keys and the existence of parents are questions about the whole table (two
+    children may hold the same key), so they are settled on whole tables.
+    """
+    numbered: dict[str, pd.DataFrame] = {}
+    rejects = []
+    for name, frame in raw.items():
+        checked = drop_exact_copies(TABLES_BY_NAME[name], number_rows(frame))
+        numbered[name] = checked.frame
+        rejects.append(checked.rejects)
+    person = conform_table(TABLES_BY_NAME[PERSON_TABLE], numbered[PERSON_TABLE]).frame
+    return Prepared(resolve_owners(numbered, TABLES_BY_NAME), concat_rejects(rejects),
+                    known_ids(numbered), births(person))
