@@ -109,6 +109,9 @@ class SuiteRunner:
             import great_expectations as gx  # slow import (~4 s): only when validating
             from great_expectations.data_context.types.base import ProgressBarsConfig
 
+            # This GX module sets its own logger to INFO on import and announces every
+            # temporary docs folder it makes.
+            logging.getLogger(ProgressBarsConfig.__module__).setLevel(logging.WARNING)
             local.gx = gx
             local.context = gx.get_context(mode="ephemeral")
             local.context.variables.progress_bars = ProgressBarsConfig(globally=False)
