@@ -10,7 +10,7 @@ import json
 import sys
 
 from expectations import suite_path
-from transforms.conform import EARLIEST_DATE, EXISTS, KEY_COPIES
+from transforms.conform import DAYS_FROM_EARLIEST, EXISTS, KEY_COPIES, READABLE_JSON
 from transforms.ssd import FLAG_VALUES, OWNER_PERSON, PERSON_TABLE, TABLES, SourceTable
 
 AS_OF = "as_of"
@@ -79,10 +79,9 @@ def raw_suite(table: SourceTable) -> dict:
             max_value={"$PARAMETER": AS_OF}))
         if table.name != PERSON_TABLE:
             out.append(_expect(
-                "expect_column_pair_values_a_to_be_greater_than_b", "dates.not_before_birth",
+                "expect_column_values_to_be_between", "dates.not_before_birth",
                 f"{column} {{value}} is more than 40 weeks before the child's birth",
-                column_A=column, column_B=EARLIEST_DATE, or_equal=True,
-                ignore_row_if="either_value_is_missing"))
+                show=column, column=DAYS_FROM_EARLIEST + column, min_value=0))
     for column, code_set in table.codes.items():
         out.append(_expect(
             "expect_column_values_to_be_in_set", "codes.known",
@@ -95,8 +94,8 @@ def raw_suite(table: SourceTable) -> dict:
             value_set=sorted(set(FLAG_VALUES.values()))))
     for column in table.json:
         out.append(_expect(
-            "expect_column_values_to_be_json_parseable", "json.valid",
-            f"{column} is not valid JSON", column=column))
+            "expect_column_values_to_be_in_set", "json.valid",
+            f"{column} is not valid JSON", column=READABLE_JSON + column, value_set=[True]))
     for column in table.text:
         out.append(_expect(
             "expect_column_values_to_not_match_regex", "text.markup",

@@ -6,6 +6,7 @@ The flow reads like the list of stages; the work is in `transforms/` and `flows/
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from secrets import token_hex
@@ -19,12 +20,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows import sinks
 from flows.cli import DEFAULT_MAX_REJECT_SHARE, DEFAULT_SHARDS
 from flows.source import SourceSchemaError, read_source, safe_url, source_url
-from flows.steps import ShardOutcome, TableOutcome, stage_shard, validate_table
+from flows.steps import ShardOutcome, TableOutcome, stage_and_write_shard, validate_table
 from flows.validation import SuiteRunner
 from transforms.prepare import Prepared, prepare
 from transforms.reconcile import check_balanced, reconciliation, run_summary
 from transforms.rejects import concat_rejects
-from transforms.shards import split
+from transforms.shards import by_shard
 from transforms.ssd import TABLES
 
 
@@ -50,23 +51,25 @@ def extract(source: str, children: list[str] | None, workers: int) -> dict[str, 
 
 
 @task(cache_policy=NO_CACHE)
-def prepare_tables(raw: dict[str, pa.Table]) -> Prepared:
-    return prepare({name: table.to_pandas(date_as_object=False) for name, table in raw.items()})
+def prepare_tables(raw: dict[str, pa.Table], workers: int) -> Prepared:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return prepare({name: table.to_pandas(date_as_object=False)
+                        for name, table in raw.items()}, pool.map)
 
 
 @task(cache_policy=NO_CACHE)
 def validate_source_table(name: str, prepared: Prepared, as_of: pd.Timestamp,
-                          runner: SuiteRunner) -> TableOutcome:
+                          runner: SuiteRunner, shards: int
+                          ) -> tuple[list[pd.DataFrame], TableOutcome]:
     return validate_table(name, prepared.frames[name], prepared.births, prepared.known, as_of,
-                          runner)
+                          runner, shards)
 
 
 @task(cache_policy=NO_CACHE)
-def stage_and_write_shard(number: int, kept: dict[str, pd.DataFrame], as_of: pd.Timestamp,
-                          runner: SuiteRunner, version: Path) -> ShardOutcome:
-    outcome = stage_shard(number, kept, as_of, runner)
-    sinks.write_partition(outcome.events, version / "events", number)
-    return outcome
+def stage_validate_write_shard(number: int, kept: dict[str, pd.DataFrame],
+                               as_of: pd.Timestamp, runner: SuiteRunner, version: Path
+                               ) -> ShardOutcome:
+    return stage_and_write_shard(number, kept, as_of, runner, version / "events")
 
 
 @task(cache_policy=NO_CACHE)
@@ -112,24 +115,28 @@ def build_chronologies(
     lap("extract")
     logger.info("extracted %d tables, %d rows", len(raw), sum(extracted.values()))
 
-    prepared = prepare_tables(raw)
+    prepared = prepare_tables(raw, workers)
     del raw
     lap("prepare")
 
     runner = SuiteRunner()
-    tables = [f.result() for f in [validate_source_table.submit(name, prepared, data_as_of,
-                                                                runner)
-                                   for name in prepared.frames]]
+    validated = [f.result() for f in [
+        validate_source_table.submit(name, prepared, data_as_of, runner, shards)
+        for name in prepared.largest_first()]]
+    prepare_rejects = prepared.rejects
+    del prepared
+    tables = [outcome for _, outcome in validated]
+    parts = by_shard({outcome.name: shard_parts for shard_parts, outcome in validated})
+    del validated
     lap("validate_source")
 
-    parts = split({t.name: t.kept for t in tables}, shards)
     shard_outcomes = [f.result() for f in [
-        stage_and_write_shard.submit(n, part, data_as_of, runner, version)
+        stage_validate_write_shard.submit(n, part, data_as_of, runner, version)
         for n, part in enumerate(parts)]]
     del parts
     lap("stage")
 
-    rejects = concat_rejects([prepared.rejects, *(t.rejects for t in tables),
+    rejects = concat_rejects([prepare_rejects, *(t.rejects for t in tables),
                               *(o.rejects for o in shard_outcomes)])
     findings = pd.concat([t.findings for t in tables], ignore_index=True)
     people = pd.concat([o.people for o in shard_outcomes], ignore_index=True)

@@ -1,4 +1,4 @@
-"""The two units of work the flow runs many of: validate one table, stage one shard.
+"""The units of work the flow runs many of: validate one table, stage and write one shard.
 
 Pure transforms do the work; this module only wires them to the GX runner. Raw tables
 are validated whole, one GX run per table: a GX run costs ~40 ms per expectation
@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 
 from expectations import EVENTS_SUITE
 from expectations.generate import AS_OF
+from flows import sinks
 from flows.validation import SuiteRunner
 from transforms import conform, stage
 from transforms.rejects import concat_rejects
+from transforms.shards import split_table
 from transforms.ssd import TABLES_BY_NAME
 from transforms.validated import apply_failures, reject_source_rows
 
@@ -27,7 +30,6 @@ from transforms.validated import apply_failures, reject_source_rows
 @dataclass
 class TableOutcome:
     name: str
-    kept: pd.DataFrame
     rejects: pd.DataFrame
     findings: pd.DataFrame
     validation: list[dict]
@@ -37,7 +39,6 @@ class TableOutcome:
 @dataclass
 class ShardOutcome:
     shard: int
-    events: pd.DataFrame
     people: pd.DataFrame
     rejects: pd.DataFrame
     rows_staged: dict[str, int]
@@ -48,30 +49,35 @@ class ShardOutcome:
 
 def validate_table(name: str, frame: pd.DataFrame, births: pd.DataFrame,
                    known: dict[tuple[str, str], pa.Array], as_of: pd.Timestamp,
-                   runner: SuiteRunner) -> TableOutcome:
-    """Conform one whole source table and run its suite: kept rows, rejects, findings.
+                   runner: SuiteRunner, shards: int) -> tuple[list[pd.DataFrame], TableOutcome]:
+    """Conform one whole source table and run its suite: the kept rows cut into shards
+    of children, and the outcome (rejects, findings, validation results, timings).
 
     `known` holds the ids that rows may point at, from the whole source
-    (`transforms.shards.known_ids`); `births` the children's birth dates.
+    (`transforms.prepare.known_ids`); `births` the children's birth dates.
     """
     table = TABLES_BY_NAME[name]
     clock = time.perf_counter()
     conformed = conform.conform_table(table, frame)
-    typed = conform.with_existence(
-        table, conform.with_earliest_date(table, conformed.frame, births), known)
+    typed = conform.with_existence(table, conform.with_json_checks(
+        table, conform.with_birth_checks(table, conformed.frame, births)), known)
     conform_s = time.perf_counter() - clock
     failures = runner.run(name, typed, {AS_OF: as_of.isoformat()})
     checked = apply_failures(table, typed, failures.rows)
-    return TableOutcome(
-        name=name, kept=checked.kept,
+    validate_s = time.perf_counter() - clock - conform_s
+    parts = split_table(conformed.frame.drop(columns=[conform.KEY_COPIES, conform.REJECTED]),
+                        table.child_column, shards, checked.keep)
+    return parts, TableOutcome(
+        name=name,
         rejects=concat_rejects([conformed.rejects, checked.rejects]),
         findings=checked.findings,
         validation=[{"suite": name, **s} for s in failures.results],
-        seconds={"conform": conform_s, "validate_raw": time.perf_counter() - clock - conform_s})
+        seconds={"conform": conform_s, "validate_raw": validate_s,
+                 "split": time.perf_counter() - clock - conform_s - validate_s})
 
 
 def stage_shard(number: int, kept: dict[str, pd.DataFrame], as_of: pd.Timestamp,
-                runner: SuiteRunner) -> ShardOutcome:
+                runner: SuiteRunner) -> tuple[pd.DataFrame, ShardOutcome]:
     """Events and people of one shard's validated tables, checked by the events suite."""
     clock = time.perf_counter()
     shard = stage.Shard(kept)
@@ -83,11 +89,22 @@ def stage_shard(number: int, kept: dict[str, pd.DataFrame], as_of: pd.Timestamp,
                           {AS_OF: as_of.isoformat(), "event_types": list(stage.EVENT_TYPES)})
     events, rejects = reject_source_rows(TABLES_BY_NAME, kept, events, failures.rows)
     dropped = rejects.groupby("table").size()
-    events = events.sort_values(["child_id", "event_date", "event_id"], kind="stable",
-                                ignore_index=True)
-    return ShardOutcome(
-        shard=number, events=events, people=people, rejects=rejects,
+    return events, ShardOutcome(
+        shard=number, people=people, rejects=rejects,
         rows_staged={name: len(frame) - int(dropped.get(name, 0)) for name, frame in kept.items()},
         events_by_table=events["source_table"].value_counts().to_dict(),
         validation=[{"suite": EVENTS_SUITE, "shard": number, **s} for s in failures.results],
         seconds={"stage": stage_s, "validate_events": time.perf_counter() - clock - stage_s})
+
+
+def stage_and_write_shard(number: int, kept: dict[str, pd.DataFrame], as_of: pd.Timestamp,
+                          runner: SuiteRunner, events_dir: Path) -> ShardOutcome:
+    """Stage and validate one shard, then write its events partition.
+
+    Only counts come back: a shard's events are on disk and need not stay in memory.
+    """
+    events, outcome = stage_shard(number, kept, as_of, runner)
+    clock = time.perf_counter()
+    sinks.write_partition(events, events_dir, number)
+    outcome.seconds["write_events"] = time.perf_counter() - clock
+    return outcome

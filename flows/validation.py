@@ -36,20 +36,49 @@ class Failures:
     results: list[dict[str, Any]]
 
 
-def _uses(suite: dict) -> dict[str, set[str]]:
-    """Each column the suite checks, in suite order, with the expectation types that do."""
-    uses: dict[str, set[str]] = {}
-    for expectation in suite["expectations"]:
+def _uses(expectations: list[dict]) -> list[str]:
+    """The columns these expectations check or quote, in suite order."""
+    columns: dict[str, None] = {}
+    for expectation in expectations:
         kwargs = expectation["kwargs"]
         for key in ("column", "column_A", "column_B"):
             if key in kwargs:
-                uses.setdefault(kwargs[key], set()).add(expectation["type"])
-    return uses
+                columns[kwargs[key]] = None
+        if "show" in expectation["meta"]:
+            columns[expectation["meta"]["show"]] = None
+    return list(columns)
 
 
-def _shown_columns(suite: dict) -> list[str]:
+def _shown_columns(expectations: list[dict]) -> list[str]:
     """Columns that reasons quote without checking them (meta.show)."""
-    return sorted({e["meta"]["show"] for e in suite["expectations"] if "show" in e["meta"]})
+    return sorted({e["meta"]["show"] for e in expectations if "show" in e["meta"]})
+
+
+# GX copies the whole batch once per single-column expectation (to drop the column's
+# missing values before it looks for failures), so a run costs expectations x columns x
+# rows. Below this many rows one batch per suite is cheaper (GX's fixed cost per run is
+# ~30 ms); above it, each set of columns gets its own narrow batch: 5.5M case notes took
+# 10.6 s as one batch and 3.5 s as narrow ones.
+NARROW_BATCH_ROWS = 500_000
+
+
+def _batches(expectations: list[dict], rows: int) -> list[tuple[int, ...]]:
+    """Positions of the expectations to run together, one tuple per GX batch."""
+    if rows < NARROW_BATCH_ROWS:
+        return [tuple(range(len(expectations)))]
+    by_columns: dict[tuple[str, ...], list[int]] = {}
+    for position, expectation in enumerate(expectations):
+        by_columns.setdefault(tuple(_uses([expectation])), []).append(position)
+    return [tuple(positions) for positions in by_columns.values()]
+
+
+def _raise_if_errored(name: str, expectation: dict, info: Any) -> None:
+    """An expectation that raised inside GX is a pipeline fault, not a data failure."""
+    raised = info.get("raised_exception") if isinstance(info, dict) else False
+    if raised or (isinstance(info, dict) and any(
+            isinstance(v, dict) and v.get("raised_exception") for v in info.values())):
+        raise ExpectationError(f"suite {name}: {_label(expectation)} could not be evaluated: "
+                               f"{info.get('exception_message') or info}")
 
 
 def _label(expectation: dict) -> str:
@@ -70,28 +99,16 @@ def _shown_value(expectation: dict, row: dict) -> str:
     return text if len(text) <= 20 else f"({len(text)} characters)"
 
 
-# Expectations that read a categorical as they read text.
-_CATEGORY_SAFE = {"expect_column_values_to_not_be_null", "expect_column_values_to_be_in_set"}
+def _cheap_to_check(batch: pd.DataFrame) -> pd.DataFrame:
+    """The batch with pandas' nullable integers as float64.
 
-
-def _cheap_to_check(batch: pd.DataFrame, suite: dict) -> pd.DataFrame:
-    """The batch in the dtypes GX checks fastest: categoricals for text where every check
-    of the column allows it, float64 for nullable integers.
-
-    GX fingerprints every batch by hashing all its values; text hashes row by row while
-    a categorical hashes its few distinct values once (4 s against 1 s for 2M rows here).
-    Uniqueness, JSON and regex checks need the text itself, so their columns stay text.
+    GX compares nullable integers row by row in Python (a million calls for a million
+    events); as float64 with NaN for missing it compares whole columns.
     """
-    uses = _uses(suite)
-    text = {c: "category" for c in batch.columns if pd.api.types.is_string_dtype(batch[c])
-            and uses.get(c, set()) <= _CATEGORY_SAFE}
-    # GX compares pandas' nullable integers row by row in Python (a million calls for a
-    # million events); as float64 with NaN for missing it compares whole columns.
     numbers = {c: "float64" for c in batch.columns
                if pd.api.types.is_integer_dtype(batch[c].dtype)
                and isinstance(batch[c].dtype, pd.api.extensions.ExtensionDtype)}
-    changes = {**text, **numbers}
-    return batch.astype(changes) if changes else batch
+    return batch.astype(numbers) if numbers else batch
 
 
 class SuiteRunner:
@@ -108,79 +125,85 @@ class SuiteRunner:
         if not hasattr(local, "context"):
             import great_expectations as gx  # slow import (~4 s): only when validating
             from great_expectations.data_context.types.base import ProgressBarsConfig
+            from great_expectations.execution_engine import pandas_execution_engine
 
             # This GX module sets its own logger to INFO on import and announces every
             # temporary docs folder it makes.
             logging.getLogger(ProgressBarsConfig.__module__).setLevel(logging.WARNING)
+            # GX fingerprints every in-memory batch under this size (an md5 of pandas' row
+            # hashes) for a batch marker we never read; it was a quarter of all validation
+            # time. GX itself skips it above the threshold, so skipping it always is a path
+            # GX supports. tests/test_validation.py fails if GX drops the setting.
+            pandas_execution_engine.HASH_THRESHOLD = 0
             local.gx = gx
             local.context = gx.get_context(mode="ephemeral")
             local.context.variables.progress_bars = ProgressBarsConfig(globally=False)
-            local.asset = local.context.data_sources.add_pandas("chronology").add_dataframe_asset(
-                "frame")
-            local.batch = local.asset.add_batch_definition_whole_dataframe("whole")
-            local.definitions = {}
+            local.batch = local.context.data_sources.add_pandas("chronology").add_dataframe_asset(
+                "frame").add_batch_definition_whole_dataframe("whole")
+            local.suites = {}
         return local
 
     def warm_up(self) -> None:
         """Import GX and build this thread's context now, e.g. before timing anything."""
         self._context()
 
-    def _definition(self, name: str):
+    def _suite(self, name: str, positions: tuple[int, ...]):
+        """The GX suite of these expectations of suite `name`, each tagged with its position."""
         local = self._context()
-        if name not in local.definitions:
-            gx = local.gx
+        key = (name, positions)
+        if key not in local.suites:
             spec = load_suite(name)
             # GX does not promise to report results in suite order: tag each expectation.
-            for position, expectation in enumerate(spec["expectations"]):
-                expectation["meta"] = {**expectation["meta"], "position": position}
-            suite = local.context.suites.add(gx.ExpectationSuite(**spec))
-            local.definitions[name] = local.context.validation_definitions.add(
-                gx.ValidationDefinition(name=name, data=local.batch, suite=suite))
-        return local.definitions[name]
+            spec["expectations"] = [
+                {**spec["expectations"][p], "meta": {**spec["expectations"][p]["meta"],
+                                                     "position": p}} for p in positions]
+            spec["name"] = f"{name}:{'-'.join(map(str, positions))}"
+            local.suites[key] = local.context.suites.add(local.gx.ExpectationSuite(**spec))
+        return local.suites[key]
 
     def run(self, name: str, frame: pd.DataFrame, parameters: dict[str, Any] | None = None
             ) -> Failures:
         suite = load_suite(name)
-        shown = _shown_columns(suite)
-        checked = list(_uses(suite))
-        needed = checked + [c for c in shown if c not in checked]
-        columns = [c for c in needed if c in frame.columns]
-        missing = [c for c in needed if c not in frame.columns]
+        expectations = suite["expectations"]
+        missing = [c for c in _uses(expectations) if c not in frame.columns]
         if missing:
             raise ExpectationError(f"suite {name} checks columns the data does not have: "
                                    f"{', '.join(missing)}")
         if frame.empty:
             return Failures(pd.DataFrame(columns=list(FAILURE_COLUMNS)), [])
-        batch = _cheap_to_check(frame[["_row", *[c for c in columns if c != "_row"]]], suite)
-        result = self._definition(name).run(
-            batch_parameters={"dataframe": batch},
-            expectation_parameters=parameters or {},
-            result_format={"result_format": "COMPLETE",
-                           "unexpected_index_column_names": ["_row", *shown],
-                           "return_unexpected_index_query": False},
-        )
         failed: list[tuple] = []
+        summaries: list[tuple[int, dict[str, Any]]] = []
+        for positions in _batches(expectations, len(frame)):
+            group = [expectations[p] for p in positions]
+            shown = _shown_columns(group)
+            columns = [c for c in _uses(group) if c != "_row"]
+            batch = _cheap_to_check(frame[["_row", *columns]])
+            # Batch.validate, unlike a ValidationDefinition, does not serialise every
+            # result into the context's results store: results live only in our records.
+            result = self._context().batch.get_batch(
+                batch_parameters={"dataframe": batch}).validate(
+                self._suite(name, positions),
+                expectation_parameters=parameters or {},
+                result_format={"result_format": "COMPLETE",
+                               "unexpected_index_column_names": ["_row", *shown],
+                               "return_unexpected_index_query": False},
+            )
+            for outcome in result.results:
+                position = outcome.expectation_config.meta["position"]
+                expectation = expectations[position]
+                _raise_if_errored(name, expectation, outcome.exception_info or {})
+                unexpected = outcome.result.get("unexpected_index_list") or []
+                summaries.append((position, {"expectation": _label(expectation),
+                                             "rule": expectation["meta"]["rule"],
+                                             "success": bool(outcome.success),
+                                             "unexpected": len(unexpected)}))
+                meta = expectation["meta"]
+                for row in unexpected:
+                    reason = _PLACEHOLDER.sub(_shown_value(expectation, row), meta["reason"])
+                    failed.append((int(row["_row"]), _label(expectation), meta["rule"],
+                                   meta["severity"], reason, position))
         # Sorted back into suite order, so that a row's first failure is the suite's first.
-        summaries: list[dict[str, Any]] = []
-        for outcome in result.results:
-            expectation = suite["expectations"][outcome.expectation_config.meta["position"]]
-            info = outcome.exception_info or {}
-            raised = info.get("raised_exception") if isinstance(info, dict) else False
-            if raised or (isinstance(info, dict) and any(
-                    isinstance(v, dict) and v.get("raised_exception") for v in info.values())):
-                raise ExpectationError(
-                    f"suite {name}: {_label(expectation)} could not be evaluated: "
-                    f"{info.get('exception_message') or info}")
-            unexpected = outcome.result.get("unexpected_index_list") or []
-            summaries.append({"expectation": _label(expectation),
-                              "rule": expectation["meta"]["rule"],
-                              "success": bool(outcome.success),
-                              "unexpected": len(unexpected)})
-            meta = outcome.expectation_config.meta
-            for row in unexpected:
-                reason = _PLACEHOLDER.sub(_shown_value(expectation, row), meta["reason"])
-                failed.append((int(row["_row"]), _label(expectation), meta["rule"],
-                               meta["severity"], reason, meta["position"]))
         failed.sort(key=lambda item: item[-1])
         rows = pd.DataFrame([item[:-1] for item in failed], columns=list(FAILURE_COLUMNS))
-        return Failures(rows.astype({"_row": "int64"}), summaries)
+        return Failures(rows.astype({"_row": "int64"}),
+                        [summary for _, summary in sorted(summaries, key=lambda item: item[0])])

@@ -9,11 +9,12 @@ from hypothesis import strategies as st
 
 from expectations import load_suite
 from expectations.generate import raw_suite, render
+from flows import validation
 from flows.steps import stage_shard, validate_table
 from flows.validation import ExpectationError, SuiteRunner
 from tests.conftest import raw_frame
 from transforms.prepare import prepare
-from transforms.shards import split
+from transforms.shards import by_shard
 from transforms.ssd import TABLES
 
 AS_OF = pd.Timestamp("2026-03-31 23:59:59")
@@ -66,13 +67,15 @@ CORRUPTIONS = {
 def _run(tables: dict[str, list[dict]], runner: SuiteRunner, shards: int = 2):
     """The flow's steps without Prefect: prepare, validate tables, stage shards."""
     prepared = prepare({name: raw_frame(name, rows) for name, rows in tables.items()})
-    checked = [validate_table(name, frame, prepared.births, prepared.known, AS_OF, runner)
-               for name, frame in prepared.frames.items()]
-    parts = split({t.name: t.kept for t in checked}, shards)
-    outcomes = [stage_shard(n, part, AS_OF, runner) for n, part in enumerate(parts)]
+    validated = [validate_table(name, frame, prepared.births, prepared.known, AS_OF, runner,
+                                shards) for name, frame in prepared.frames.items()]
+    checked = [outcome for _, outcome in validated]
+    parts = by_shard({outcome.name: shard_parts for shard_parts, outcome in validated})
+    staged = [stage_shard(n, part, AS_OF, runner) for n, part in enumerate(parts)]
+    outcomes = [outcome for _, outcome in staged]
     rejects = pd.concat([prepared.rejects, *(t.rejects for t in checked),
                          *(o.rejects for o in outcomes)], ignore_index=True)
-    events = pd.concat([o.events for o in outcomes], ignore_index=True)
+    events = pd.concat([events for events, _ in staged], ignore_index=True)
     findings = pd.concat([t.findings for t in checked], ignore_index=True)
     return rejects, events, outcomes, findings
 
@@ -126,6 +129,33 @@ def test_an_expectation_that_errors_is_a_pipeline_error(runner):
                           "date_precision": ["day", "day"]})
     with pytest.raises(ExpectationError, match="could not be evaluated"):
         runner.run("events", frame, {"as_of": AS_OF.isoformat(), "event_types": ["contact"]})
+
+
+def test_narrow_batches_find_what_one_batch_finds(runner, monkeypatch):
+    # Large tables are validated one set of columns at a time (see NARROW_BATCH_ROWS);
+    # that must change the speed only, never which rows fail or why.
+    tables: dict[str, list[dict]] = {"ssd_person": PEOPLE,
+                                     "ssd_cp_plans": [_plan(i) for i in range(6)],
+                                     "ssd_contacts": [_contact(i) for i in range(6)],
+                                     "ssd_cp_reviews": [_review(i) for i in range(4)]}
+    for number, (table, change, _) in enumerate(CORRUPTIONS.values()):
+        tables[table][number % 4] = {**tables[table][number % 4], **change}
+    one_batch = _run(tables, runner)
+    monkeypatch.setattr(validation, "NARROW_BATCH_ROWS", 0)
+    narrow = _run(tables, runner)
+    assert not one_batch[0].empty
+    pd.testing.assert_frame_equal(one_batch[0], narrow[0])
+    pd.testing.assert_frame_equal(one_batch[1], narrow[1])
+    assert [o.validation for o in one_batch[2]] == [o.validation for o in narrow[2]]
+
+
+def test_gx_still_lets_us_skip_its_batch_fingerprint(runner):
+    # SuiteRunner turns off GX's fingerprint of every batch by lowering this module
+    # setting; if a GX upgrade drops it, validation silently gets ~25% slower.
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    runner.warm_up()
+    assert pandas_execution_engine.HASH_THRESHOLD == 0
 
 
 def test_committed_suites_match_the_contract():

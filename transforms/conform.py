@@ -10,6 +10,7 @@ typed: text that is not a date at all, and exact copies of a row.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.frames import lookup
+from transforms.frames import lookup, per_distinct
 from transforms.rejects import concat_rejects, empty_rejects, rejects_for
 from transforms.ssd import (
     FLAG_VALUES,
@@ -33,7 +34,12 @@ PREGNANCY = pd.Timedelta(days=280)
 
 EXISTS = "_exists__"
 KEY_COPIES = "_key_copies"
-EARLIEST_DATE = "_earliest_date"
+# Rows already rejected by an earlier step. They stay in the table, and their later
+# failures are ignored, until the table is split into shards: a table is then copied
+# once, rather than once for each step that drops a few of its rows.
+REJECTED = "_rejected"
+DAYS_FROM_EARLIEST = "_days_from_earliest__"
+READABLE_JSON = "_readable_json__"
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,12 @@ def _strip(values: pd.Series) -> pd.Series:
     return text.mask(text == "")
 
 
+def _parse_dates(text: pd.Series) -> pd.Series:
+    """ISO 8601 dates and date-times as datetime64[ns]; NaT for blanks and for non-dates."""
+    return pd.to_datetime(_strip(text), format="ISO8601", errors="coerce").astype(
+        "datetime64[ns]")
+
+
 def _dates(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Parse a date column; return (datetime64[ns] values, mask of unreadable values)."""
     if pd.api.types.is_datetime64_any_dtype(values):
@@ -90,14 +102,19 @@ def _dates(values: pd.Series) -> tuple[pd.Series, pd.Series]:
             values.dropna().iloc[0], str):
         # Date objects from a database driver.
         return pd.to_datetime(values).astype("datetime64[ns]"), pd.Series(False, index=values.index)
-    text = _strip(values)
-    parsed = pd.to_datetime(text, format="ISO8601", errors="coerce").astype("datetime64[ns]")
-    return parsed, text.notna() & parsed.isna()
+    # A few thousand distinct days recur across millions of rows: parse each once.
+    parsed = per_distinct(values, _parse_dates)
+    blank = per_distinct(values, lambda text: _strip(text).isna())
+    return parsed, values.notna() & ~blank.fillna(True).astype(bool) & parsed.isna()
 
 
 def _codes(values: pd.Series, code_set: CodeSet) -> pd.Series:
     """Map descriptions to codes; leave unknown values as they are for the suites to see."""
-    text = _strip(values)
+    return per_distinct(values, lambda text: _code_of(text, code_set))
+
+
+def _code_of(text: pd.Series, code_set: CodeSet) -> pd.Series:
+    text = _strip(text)
     mapped = text.replace(code_set.aliases) if code_set.aliases else text
     for prefix, code in code_set.prefixes.items():
         mapped = mapped.mask(mapped.str.startswith(prefix, na=False), code)
@@ -105,13 +122,17 @@ def _codes(values: pd.Series, code_set: CodeSet) -> pd.Series:
 
 
 def _flags(values: pd.Series) -> pd.Series:
-    text = _strip(values)
-    upper = text.str.upper()
-    return upper.map(FLAG_VALUES).fillna(text).astype("str")
+    return per_distinct(values, _flag_of)
+
+
+def _flag_of(text: pd.Series) -> pd.Series:
+    text = _strip(text)
+    return text.str.upper().map(FLAG_VALUES).fillna(text).astype("str")
 
 
 def conform_table(table: SourceTable, frame: pd.DataFrame) -> Conformed:
-    """Typed, trimmed, code-normalised table, with the rows whose dates cannot be read."""
+    """Typed, trimmed, code-normalised table; rows whose dates cannot be read are marked
+    `_rejected` and returned as rejects (unless an earlier step rejected them)."""
     columns: dict[str, pd.Series] = {}
     unreadable: dict[str, pd.Series] = {}
     for column in frame.columns:
@@ -129,7 +150,7 @@ def conform_table(table: SourceTable, frame: pd.DataFrame) -> Conformed:
     conformed = pd.DataFrame(columns, index=frame.index)
 
     rejects = []
-    bad = pd.Series(False, index=frame.index)
+    bad = rejected(conformed)
     for column, mask in unreadable.items():
         new = mask & ~bad
         if new.any():
@@ -140,37 +161,46 @@ def conform_table(table: SourceTable, frame: pd.DataFrame) -> Conformed:
             rejects.append(rejects_for(table.name, rows, table.key, table.child_column,
                                        "conform.readable_date", reason))
         bad |= mask
-    return Conformed(conformed[~bad], concat_rejects(rejects))
+    return Conformed(conformed.assign(**{REJECTED: bad.to_numpy()}), concat_rejects(rejects))
 
 
-def drop_exact_copies(table: SourceTable, frame: pd.DataFrame) -> Conformed:
-    """Keep one of several identical rows; count the copies of each remaining key.
+def rejected(frame: pd.DataFrame) -> pd.Series:
+    """Which rows an earlier step rejected (none, for a frame no step has marked)."""
+    if REJECTED in frame:
+        return frame[REJECTED].astype(bool)
+    return pd.Series(False, index=frame.index)
+
+
+def mark_exact_copies(table: SourceTable, frame: pd.DataFrame) -> Conformed:
+    """Reject all but the first of several identical rows; count the copies of each key.
 
     Identical rows say the same thing twice, so one is kept and the others are rejected.
     Rows that share a key but differ cannot be told apart: `_key_copies` lets the suite
     reject all of them.
     """
     key = frame[table.key]
-    shared = key.duplicated(keep=False) & key.notna()
-    if not shared.any():
-        return Conformed(frame.assign(**{KEY_COPIES: np.int64(1)}), empty_rejects())
-    candidates = frame[shared]
-    content = [c for c in frame.columns if c != "_row"]
-    copies = candidates.duplicated(subset=content, keep="first")
-    copy_rows = candidates[copies]
-    kept = frame.drop(index=copy_rows.index)
-    # Counting only among the rows that share a key keeps this cheap on large tables.
-    differing = candidates[~copies][table.key]
-    counts = pd.Series(np.int64(1), index=kept.index)
-    counts[differing.index] = differing.map(differing.value_counts()).astype("int64")
-    rejects = rejects_for(table.name, copy_rows, table.key, table.child_column,
-                          "conform.exact_copy",
-                          f"exact copy of another {table.name} row with the same key")
-    return Conformed(kept.assign(**{KEY_COPIES: counts}), rejects)
+    shared = (key.duplicated(keep=False) & key.notna()).to_numpy()
+    copies = np.zeros(len(frame), dtype=bool)
+    counts = np.ones(len(frame), dtype="int64")
+    rejects = empty_rejects()
+    if shared.any():
+        candidates = frame[shared]
+        content = [c for c in frame.columns if c != "_row"]
+        is_copy = candidates.duplicated(subset=content, keep="first").to_numpy()
+        copies[np.flatnonzero(shared)[is_copy]] = True
+        # Counting only among the rows that share a key keeps this cheap on large tables.
+        differing = candidates[~is_copy][table.key]
+        counts[np.flatnonzero(shared)[~is_copy]] = differing.map(
+            differing.value_counts()).to_numpy(dtype="int64")
+        rejects = rejects_for(table.name, candidates[is_copy], table.key, table.child_column,
+                              "conform.exact_copy",
+                              f"exact copy of another {table.name} row with the same key")
+    return Conformed(frame.assign(**{KEY_COPIES: counts, REJECTED: copies}), rejects)
 
 
 def births(person: pd.DataFrame) -> pd.DataFrame:
     """One row per person id: date of birth, or expected birth for an unborn child."""
+    person = person[~rejected(person)]
     born = person[PERSON_ID].notna() & ~person[PERSON_ID].duplicated(keep=False)
     unique = person[born]
     birth = unique["pers_dob"].fillna(unique["pers_expected_dob"])
@@ -178,15 +208,41 @@ def births(person: pd.DataFrame) -> pd.DataFrame:
                          "birth_date": birth.to_numpy()}).astype({"birth_date": "datetime64[ns]"})
 
 
-def with_earliest_date(table: SourceTable, frame: pd.DataFrame, birth: pd.DataFrame
-                       ) -> pd.DataFrame:
-    """Add the earliest date an event of this child can carry (birth less a pregnancy)."""
+def with_birth_checks(table: SourceTable, frame: pd.DataFrame, birth: pd.DataFrame
+                      ) -> pd.DataFrame:
+    """Add `_days_from_earliest__<date>` for each event date: days from the earliest date
+    an event of this child can carry (birth less a pregnancy) to the date, missing where
+    either is unknown. A negative number is an event before the child could exist.
+
+    One number per date lets GX check it as a single column; its pair check copies the
+    whole batch several times per expectation.
+    """
     if table.name == PERSON_TABLE or not table.event_dates:
         return frame
     born = pd.Series(birth["birth_date"].to_numpy(), index=birth["child_id"].to_numpy(),
                      dtype="datetime64[ns]")
     earliest = lookup(frame[table.child_column], born) - PREGNANCY
-    return frame.assign(**{EARLIEST_DATE: earliest.astype("datetime64[ns]")})
+    return frame.assign(**{DAYS_FROM_EARLIEST + column: (frame[column] - earliest)
+                           / pd.Timedelta(days=1) for column in table.event_dates})
+
+
+def _readable(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def with_json_checks(table: SourceTable, frame: pd.DataFrame) -> pd.DataFrame:
+    """Add `_readable_json__<column>`: False where a JSON column holds text that is not JSON.
+
+    GX parses JSON row by row in Python; outcome JSON repeats a few hundred distinct
+    values across a million rows, so each distinct value is parsed once here.
+    """
+    return frame.assign(**{READABLE_JSON + column: per_distinct(
+        frame[column], lambda text: text.map(_readable).astype("bool")
+    ).fillna(True).astype("bool") for column in table.json})
 
 
 def existence_checks(table: SourceTable) -> list[tuple[str, str, str]]:

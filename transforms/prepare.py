@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -11,8 +12,8 @@ import pyarrow.compute as pc
 from transforms.conform import (
     births,
     conform_table,
-    drop_exact_copies,
     existence_checks,
+    mark_exact_copies,
     number_rows,
     resolve_owners,
 )
@@ -29,6 +30,11 @@ class Prepared:
     known: dict[tuple[str, str], pa.Array]
     births: pd.DataFrame
 
+    def largest_first(self) -> list[str]:
+        """Table names, most rows first: the order in which to hand tables to workers,
+        so that the largest does not start last and run on alone."""
+        return sorted(self.frames, key=lambda name: -len(self.frames[name]))
+
 
 def known_ids(frames: dict[str, pd.DataFrame]) -> dict[tuple[str, str], pa.Array]:
     """Ids that person, parent and owner columns may point at, by (table, key).
@@ -43,18 +49,18 @@ def known_ids(frames: dict[str, pd.DataFrame]) -> dict[tuple[str, str], pa.Array
             for target, key in sorted(wanted)}
 
 
-def prepare(raw: dict[str, pd.DataFrame]) -> Prepared:
-    """Number rows, drop exact copies, find each row's child, and gather known ids.
+def prepare(raw: dict[str, pd.DataFrame], map_tables: Callable = map) -> Prepared:
+    """Number rows, mark exact copies, find each row's child, and gather known ids.
 
     Duplicate keys and the existence of parents are questions about the whole table (two
-    children may hold the same key), so they are settled on whole tables.
+    children may hold the same key), so they are settled on whole tables. `map_tables`
+    runs the per-table work; pass a thread pool's `map` to run tables side by side.
     """
-    numbered: dict[str, pd.DataFrame] = {}
-    rejects = []
-    for name, frame in raw.items():
-        checked = drop_exact_copies(TABLES_BY_NAME[name], number_rows(frame))
-        numbered[name] = checked.frame
-        rejects.append(checked.rejects)
+    checked = dict(zip(raw, map_tables(
+        lambda item: mark_exact_copies(TABLES_BY_NAME[item[0]], number_rows(item[1])),
+        raw.items()), strict=True))
+    numbered = {name: result.frame for name, result in checked.items()}
+    rejects = concat_rejects([result.rejects for result in checked.values()])
     person = conform_table(TABLES_BY_NAME[PERSON_TABLE], numbered[PERSON_TABLE]).frame
-    return Prepared(resolve_owners(numbered, TABLES_BY_NAME), concat_rejects(rejects),
+    return Prepared(resolve_owners(numbered, TABLES_BY_NAME), rejects,
                     known_ids(numbered), births(person))

@@ -23,13 +23,28 @@ def shard_of(child_ids: pd.Series, shards: int) -> np.ndarray:
     return result
 
 
+def split_table(frame: pd.DataFrame, child_column: str, shards: int,
+                keep: np.ndarray | None = None) -> list[pd.DataFrame]:
+    """The rows of one table to keep (all by default), cut into shards of children.
+
+    This is where a table is copied: one gather puts the kept rows in shard order (a
+    stable sort keeps source order within a shard), and each shard is a slice of it.
+    """
+    positions = np.arange(len(frame)) if keep is None else np.flatnonzero(keep)
+    shard = shard_of(frame[child_column], shards)[positions]
+    order = np.argsort(shard, kind="stable")
+    ordered = frame.take(positions[order])
+    bounds = np.searchsorted(shard[order], np.arange(shards + 1))
+    return [ordered.iloc[bounds[n]:bounds[n + 1]] for n in range(shards)]
+
+
+def by_shard(parts: dict[str, list[pd.DataFrame]]) -> list[dict[str, pd.DataFrame]]:
+    """Regroup each table's shard parts into one dict of tables per shard."""
+    shards = len(next(iter(parts.values()), []))
+    return [{name: tables[number] for name, tables in parts.items()} for number in range(shards)]
+
+
 def split(frames: dict[str, pd.DataFrame], shards: int) -> list[dict[str, pd.DataFrame]]:
-    """Split validated tables into shards of children, each shard a dict like `frames`."""
-    parts: list[dict[str, pd.DataFrame]] = [{} for _ in range(shards)]
-    for name, frame in frames.items():
-        shard = shard_of(frame[TABLES_BY_NAME[name].child_column], shards)
-        for number, rows in frame.groupby(shard, sort=True):
-            parts[int(number)][name] = rows
-        for number in range(shards):
-            parts[number].setdefault(name, frame.iloc[0:0])
-    return parts
+    """Split whole tables into shards of children, each shard a dict like `frames`."""
+    return by_shard({name: split_table(frame, TABLES_BY_NAME[name].child_column, shards)
+                     for name, frame in frames.items()})

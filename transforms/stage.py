@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from transforms.frames import lookup
+from transforms.frames import lookup, per_distinct
 from transforms.ssd import CASE_NOTES_TABLE, PERSON_ID, PERSON_TABLE, TABLES_BY_NAME
 
 EVENT_COLUMNS: dict[str, str] = {
@@ -112,18 +112,29 @@ class Shard:
         return self.tables.get(name)
 
 
+# How SSD outcome and factor JSON say "yes".
+_YES = frozenset({"Y", "YES", "1", "TRUE"})
+
+
+def _parsed(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None  # the raw suites reject rows whose JSON cannot be read
+
+
+def _outcome_of(text: str) -> str | None:
+    parsed = _parsed(text)
+    if not isinstance(parsed, dict):
+        return None
+    said = {str(key).strip().upper() for key, value in parsed.items()
+            if str(value).strip().upper() in _YES}
+    return "; ".join(label for key, label in OUTCOME_FLAGS.items() if key in said) or None
+
+
 def _flag_outcome(values: pd.Series) -> pd.Series:
     """Plain-English outcomes from an SSD outcome JSON, in the order the flags are listed."""
-    text = values.astype("str")
-    outcome = pd.Series("", index=values.index, dtype="str")
-    for key, label in OUTCOME_FLAGS.items():
-        # No \s and no case=False: either sends pandas to Python's `re`, row by row.
-        said = text.str.contains(f'(?i)"{key}"[ \\t\\r\\n]*:[ \\t\\r\\n]*"?(?:Y|YES|1|TRUE)"?',
-                                 regex=True, na=False)
-        if said.any():
-            glue = np.where(outcome == "", "", "; ")
-            outcome = outcome.mask(said, outcome + glue + label)
-    return outcome.mask(outcome == "")
+    return per_distinct(values, lambda distinct: distinct.map(_outcome_of).astype("str"))
 
 
 def _events(frame: pd.DataFrame, table: str, role: str, event_type: str | pd.Series,
@@ -231,12 +242,11 @@ def _assessments(frame: pd.DataFrame, shard: Shard) -> list[pd.DataFrame]:
     ]
 
 
-def _factor_codes(value: object) -> str | None:
+def _factor_codes(text: str) -> str | None:
     """Factor codes from either SSD shape: ["1A", "3B"] or {"1A": "Yes", "3B": "No"}."""
-    parsed = json.loads(value) if isinstance(value, str) else None
+    parsed = _parsed(text)
     if isinstance(parsed, dict):
-        codes = [k for k, v in parsed.items() if str(v).strip().upper() in ("Y", "YES", "1",
-                                                                            "TRUE")]
+        codes = [k for k, v in parsed.items() if str(v).strip().upper() in _YES]
     elif isinstance(parsed, list):
         codes = [str(c).strip() for c in parsed]
     else:
@@ -254,7 +264,8 @@ def _assessment_factors(frame: pd.DataFrame, shard: Shard) -> list[pd.DataFrame]
         by_id = assessments.drop_duplicates("cina_assessment_id").set_index("cina_assessment_id")
         when = by_id["cina_assessment_auth_date"].fillna(by_id["cina_assessment_start_date"])
         dates = lookup(frame["cinf_assessment_id"], when.astype("datetime64[ns]"))
-    codes = frame["cinf_assessment_factors_json"].map(_factor_codes).astype("str")
+    codes = per_distinct(frame["cinf_assessment_factors_json"],
+                         lambda distinct: distinct.map(_factor_codes).astype("str"))
     frame = frame.assign(_factor_date=dates)
     return [_events(frame, "ssd_assessment_factors", "primary", "assessment_factors",
                     "_factor_date", code=codes, episode_id="cinf_assessment_id")]
@@ -411,7 +422,8 @@ def _permanence(frame: pd.DataFrame, shard: Shard) -> list[pd.DataFrame]:
 
 
 def _case_notes(frame: pd.DataFrame, shard: Shard) -> list[pd.DataFrame]:
-    significant = frame["casn_significant_flag"].map({"Y": True, "N": False}).astype("boolean")
+    significant = per_distinct(frame["casn_significant_flag"], lambda flag: flag.map(
+        {"Y": True, "N": False}).astype("boolean"))
     return [_events(frame, CASE_NOTES_TABLE, "primary", "case_note", "casn_note_date",
                     code="casn_note_type", text="casn_note_text", worker="casn_author",
                     team="casn_team", flagged_significant=significant)]

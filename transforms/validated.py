@@ -2,22 +2,25 @@
 
 A row that fails several expectations gets one reject: the first failure in suite
 order, with the rules of the others listed in `also_failed`. Failures with severity `warning`
-keep the row and become findings.
+keep the row and become findings. Rows an earlier step rejected (`_rejected`) already
+have their reject, so their failures here are ignored.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
+from transforms.conform import rejected
 from transforms.rejects import STRING_COLUMNS, empty_rejects
 from transforms.ssd import SourceTable
 
 
 @dataclass(frozen=True)
 class Checked:
-    kept: pd.DataFrame
+    keep: np.ndarray  # one boolean per row of the checked frame
     rejects: pd.DataFrame
     findings: pd.DataFrame
 
@@ -30,21 +33,21 @@ def empty_findings() -> pd.DataFrame:
 
 
 def apply_failures(table: SourceTable, frame: pd.DataFrame, failures: pd.DataFrame) -> Checked:
-    """Split `frame` into kept rows, rejects and findings by the suite's failures."""
+    """Which rows of `frame` to keep, with rejects and findings, by the suite's failures."""
+    earlier = rejected(frame)
+    failures = failures[~failures["_row"].isin(frame.loc[earlier, "_row"])]
     if failures.empty:
-        return Checked(frame, empty_rejects(), empty_findings())
+        return Checked(~earlier.to_numpy(), empty_rejects(), empty_findings())
     severe = failures[failures["severity"] == "reject"]
     # A rejected row is not kept, so it carries no finding.
     warned = failures[(failures["severity"] == "warning")
                       & ~failures["_row"].isin(severe["_row"])]
-    rows = frame.set_index("_row", drop=False)
-
     rejects = empty_rejects()
     if not severe.empty:
         grouped = severe.groupby("_row", sort=True)
         first = grouped.head(1).set_index("_row")
         others = grouped["rule"].agg(lambda rules: list(rules.iloc[1:]))
-        failed = rows.loc[first.index]
+        failed = _at_rows(frame, first.index, [table.key, table.child_column])
         rejects = pd.DataFrame({
             "table": table.name,
             "record_id": failed[table.key].astype("str").to_numpy(),
@@ -58,7 +61,7 @@ def apply_failures(table: SourceTable, frame: pd.DataFrame, failures: pd.DataFra
 
     findings = empty_findings()
     if not warned.empty:
-        flagged = rows.loc[warned["_row"].to_numpy()]
+        flagged = _at_rows(frame, warned["_row"], [table.key, table.child_column])
         findings = pd.DataFrame({
             "table": table.name,
             "record_id": flagged[table.key].astype("str").to_numpy(),
@@ -67,8 +70,15 @@ def apply_failures(table: SourceTable, frame: pd.DataFrame, failures: pd.DataFra
             "reason": warned["reason"].to_numpy(),
         }).astype("str")
 
-    kept = frame[~frame["_row"].isin(severe["_row"])]
-    return Checked(kept, rejects, findings)
+    keep = ~earlier.to_numpy() & ~frame["_row"].isin(severe["_row"]).to_numpy()
+    return Checked(keep, rejects, findings)
+
+
+def _at_rows(frame: pd.DataFrame, rows: pd.Series | pd.Index, columns: list[str]
+             ) -> pd.DataFrame:
+    """`columns` of the rows whose `_row` is in `rows`, in that order."""
+    positions = pd.Index(frame["_row"]).get_indexer(rows)
+    return frame[list(dict.fromkeys(columns))].take(positions)
 
 
 def reject_source_rows(tables: dict[str, SourceTable], frames: dict[str, pd.DataFrame],
@@ -91,7 +101,7 @@ def reject_source_rows(tables: dict[str, SourceTable], frames: dict[str, pd.Data
     parts = []
     for name, group in failed_events.groupby("source_table", sort=True):
         table = tables[name]
-        source = frames[name].set_index("_row", drop=False).loc[group["source_row"].to_numpy()]
+        source = _at_rows(frames[name], group["source_row"], [table.key])
         parts.append(pd.DataFrame({
             "table": name,
             "record_id": source[table.key].astype("str").to_numpy(),
@@ -103,6 +113,8 @@ def reject_source_rows(tables: dict[str, SourceTable], frames: dict[str, pd.Data
             "also_failed": [[] for _ in range(len(group))],
         }))
     rejects = pd.concat(parts, ignore_index=True).astype(STRING_COLUMNS)
-    dropped = pd.MultiIndex.from_frame(rejects[["table", "source_row"]])
-    keys = pd.MultiIndex.from_frame(events[["source_table", "source_row"]])
-    return events[~keys.isin(dropped)].reset_index(drop=True), rejects
+    dropped = np.zeros(len(events), dtype=bool)
+    for name, rows in rejects.groupby("table")["source_row"]:
+        dropped |= ((events["source_table"] == name).to_numpy()
+                    & events["source_row"].isin(rows).to_numpy())
+    return events[~dropped].reset_index(drop=True), rejects
