@@ -10,7 +10,7 @@ import json
 import sys
 
 from expectations import suite_path
-from transforms.conform import DAYS_FROM_EARLIEST, EXISTS, KEY_COPIES, READABLE_JSON
+from transforms.conform import EXISTS, KEY_COPIES, NOT_BEFORE_EARLIEST, READABLE_JSON
 from transforms.ssd import FLAG_VALUES, OWNER_PERSON, PERSON_TABLE, TABLES, SourceTable
 
 AS_OF = "as_of"
@@ -79,9 +79,9 @@ def raw_suite(table: SourceTable) -> dict:
             max_value={"$PARAMETER": AS_OF}))
         if table.name != PERSON_TABLE:
             out.append(_expect(
-                "expect_column_values_to_be_between", "dates.not_before_birth",
+                "expect_column_values_to_be_in_set", "dates.not_before_birth",
                 f"{column} {{value}} is more than 40 weeks before the child's birth",
-                show=column, column=DAYS_FROM_EARLIEST + column, min_value=0))
+                show=column, column=NOT_BEFORE_EARLIEST + column, value_set=[True]))
     for column, code_set in table.codes.items():
         out.append(_expect(
             "expect_column_values_to_be_in_set", "codes.known",

@@ -28,6 +28,8 @@ from transforms.rejects import concat_rejects
 from transforms.shards import by_shard
 from transforms.ssd import TABLES
 
+TABLE_ORDER = {table.name: position for position, table in enumerate(TABLES)}
+
 
 class RunFailed(RuntimeError):
     """The run finished but must not be published (too many rejects, say)."""
@@ -125,7 +127,8 @@ def build_chronologies(
         for name in prepared.largest_first()]]
     prepare_rejects = prepared.rejects
     del prepared
-    tables = [outcome for _, outcome in validated]
+    # Reported in the contract's table order, whatever order they ran in.
+    tables = sorted((outcome for _, outcome in validated), key=lambda o: TABLE_ORDER[o.name])
     parts = by_shard({outcome.name: shard_parts for shard_parts, outcome in validated})
     del validated
     lap("validate_source")

@@ -249,3 +249,13 @@ def test_people_fold_in_disabilities_and_families():
     assert people[["child_id", "disabilities", "family_ids"]].values.tolist() == [
         ["P1", "AUT,HEAR", "FAM9"]]
     assert list(people.columns) == list(stage.PEOPLE_COLUMNS)
+
+
+def test_outcome_flags_read_yes_in_the_ways_ssd_extracts_write_it():
+    values = pd.Series(['{"NFA_FLAG": "y", "ADVICE_FLAG": true}', '{"nfa_flag": 1}',
+                        '{"NFA_FLAG": "N", "CP_FLAG": 0}', '{"NFA_FLAG": "10"}', "[1]", None],
+                       dtype="str")
+    outcomes = stage._flag_outcome(values)
+    assert outcomes.tolist()[:2] == ["advice given; no further action", "no further action"]
+    # No flag says yes ("10" is not 1), a list is not an outcome object, no JSON at all.
+    assert outcomes.iloc[2:].isna().all()

@@ -60,11 +60,18 @@ CORRUPTIONS = {
                        "json.valid"),
     "unreadable_date": ("ssd_contacts", {"cont_contact_date": "31/02/2015"},
                         "conform.readable_date"),
+    # Centuries out: a difference in nanoseconds would overflow.
+    "date_centuries_before_birth": ("ssd_contacts", {"cont_contact_date": "1700-01-01"},
+                                    "dates.not_before_birth"),
+    # Python's JSON parser gives up on this with RecursionError, not ValueError.
+    "deeply_nested_json": ("ssd_contacts", {"cont_contact_outcome_json": "[" * 5000},
+                           "json.valid"),
     "no_event_date": ("ssd_cp_plans", {"cppl_cp_plan_start_date": None}, "event.dated"),
 }
 
 
-def _run(tables: dict[str, list[dict]], runner: SuiteRunner, shards: int = 2):
+def _run(tables: dict[str, list[dict]], runner: SuiteRunner, shards: int = 2,
+         with_tables: bool = False):
     """The flow's steps without Prefect: prepare, validate tables, stage shards."""
     prepared = prepare({name: raw_frame(name, rows) for name, rows in tables.items()})
     validated = [validate_table(name, frame, prepared.births, prepared.known, AS_OF, runner,
@@ -77,6 +84,8 @@ def _run(tables: dict[str, list[dict]], runner: SuiteRunner, shards: int = 2):
                          *(o.rejects for o in outcomes)], ignore_index=True)
     events = pd.concat([events for events, _ in staged], ignore_index=True)
     findings = pd.concat([t.findings for t in checked], ignore_index=True)
+    if with_tables:
+        return rejects, events, outcomes, findings, checked
     return rejects, events, outcomes, findings
 
 
@@ -107,6 +116,18 @@ def test_exact_copies_keep_one_and_conflicting_copies_reject_all(runner):
     # disagree on the start date, so neither can be trusted.
     assert by_rule == {"conform.exact_copy": [3], "key.unique": [1, 4]}
     assert set(events.loc[events["source_table"] == "ssd_cp_plans", "source_row"]) == {0, 2}
+
+
+def test_rows_rejected_earlier_are_not_counted_again_by_the_suite(runner):
+    # An exact copy of a row with an unknown child is rejected as a copy; the suite's
+    # count for person.exists must count the row once, not twice.
+    orphan = {**_contact(1), "cont_person_id": "NOBODY"}
+    _, _, _, _, tables = _run({"ssd_person": PEOPLE,
+                               "ssd_contacts": [_contact(0), orphan, dict(orphan)]},
+                              runner, with_tables=True)
+    counts = {r["rule"]: r["unexpected"] for t in tables if t.name == "ssd_contacts"
+              for r in t.validation}
+    assert counts["person.exists"] == 1
 
 
 def test_markup_in_case_notes_is_kept_and_reported_as_a_finding(runner):

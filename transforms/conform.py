@@ -38,7 +38,7 @@ KEY_COPIES = "_key_copies"
 # failures are ignored, until the table is split into shards: a table is then copied
 # once, rather than once for each step that drops a few of its rows.
 REJECTED = "_rejected"
-DAYS_FROM_EARLIEST = "_days_from_earliest__"
+NOT_BEFORE_EARLIEST = "_not_before_earliest__"
 READABLE_JSON = "_readable_json__"
 
 
@@ -210,26 +210,28 @@ def births(person: pd.DataFrame) -> pd.DataFrame:
 
 def with_birth_checks(table: SourceTable, frame: pd.DataFrame, birth: pd.DataFrame
                       ) -> pd.DataFrame:
-    """Add `_days_from_earliest__<date>` for each event date: days from the earliest date
-    an event of this child can carry (birth less a pregnancy) to the date, missing where
-    either is unknown. A negative number is an event before the child could exist.
+    """Add `_not_before_earliest__<date>` for each event date: False where the date is
+    before the earliest date an event of this child can carry (birth less a pregnancy);
+    True where it is not, or where either date is unknown.
 
-    One number per date lets GX check it as a single column; its pair check copies the
-    whole batch several times per expectation.
+    One boolean per date lets GX check it as a single column; its column-pair check
+    copies the whole batch several times per expectation. A comparison, not a
+    difference: a date centuries out would overflow a difference in nanoseconds.
     """
     if table.name == PERSON_TABLE or not table.event_dates:
         return frame
     born = pd.Series(birth["birth_date"].to_numpy(), index=birth["child_id"].to_numpy(),
                      dtype="datetime64[ns]")
     earliest = lookup(frame[table.child_column], born) - PREGNANCY
-    return frame.assign(**{DAYS_FROM_EARLIEST + column: (frame[column] - earliest)
-                           / pd.Timedelta(days=1) for column in table.event_dates})
+    # A comparison with a missing date is False, so a missing date is never "before".
+    return frame.assign(**{NOT_BEFORE_EARLIEST + column: ~(frame[column] < earliest).to_numpy()
+                           for column in table.event_dates})
 
 
 def _readable(text: str) -> bool:
     try:
         json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         return False
     return True
 

@@ -119,16 +119,23 @@ _YES = frozenset({"Y", "YES", "1", "TRUE"})
 def _parsed(text: str) -> object:
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None  # the raw suites reject rows whose JSON cannot be read
 
 
+def _yes(value: object) -> bool:
+    """A flag's value says yes: Y, YES, 1 or TRUE in any case, JSON true, or the number 1."""
+    if isinstance(value, bool) or isinstance(value, int | float):
+        return value == 1
+    return str(value).strip().upper() in _YES
+
+
 def _outcome_of(text: str) -> str | None:
+    """Outcomes of a flat SSD outcome object such as {"NFA_FLAG": "Y", "CP_FLAG": "N"}."""
     parsed = _parsed(text)
     if not isinstance(parsed, dict):
         return None
-    said = {str(key).strip().upper() for key, value in parsed.items()
-            if str(value).strip().upper() in _YES}
+    said = {str(key).strip().upper() for key, value in parsed.items() if _yes(value)}
     return "; ".join(label for key, label in OUTCOME_FLAGS.items() if key in said) or None
 
 
@@ -246,7 +253,7 @@ def _factor_codes(text: str) -> str | None:
     """Factor codes from either SSD shape: ["1A", "3B"] or {"1A": "Yes", "3B": "No"}."""
     parsed = _parsed(text)
     if isinstance(parsed, dict):
-        codes = [k for k, v in parsed.items() if str(v).strip().upper() in _YES]
+        codes = [k for k, v in parsed.items() if _yes(v)]
     elif isinstance(parsed, list):
         codes = [str(c).strip() for c in parsed]
     else:
