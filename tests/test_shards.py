@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import conformed
-from transforms.shards import shard_of, split
+from transforms.shards import by_shard, shard_of, split_table
+from transforms.ssd import TABLES_BY_NAME
 
 
 @given(ids=st.lists(st.text(min_size=1, max_size=30), min_size=1, max_size=50),
@@ -33,7 +34,8 @@ def test_split_keeps_each_childs_rows_together():
         "ssd_contacts": [{"cont_contact_id": f"C{i}", "cont_person_id": f"P{i % 6}",
                           "cont_contact_date": "2015-01-01"} for i in range(30)],
     })
-    parts = split(frames, 4)
+    parts = by_shard({name: split_table(frame, TABLES_BY_NAME[name].child_column, 4)
+                      for name, frame in frames.items()})
     seen: dict[str, int] = {}
     for number, part in enumerate(parts):
         assert set(part) == {"ssd_person", "ssd_contacts"}

@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from transforms.ssd import TABLES_BY_NAME
-
 
 def shard_of(child_ids: pd.Series, shards: int) -> np.ndarray:
     """Shard number of each child id: the same id always lands in the same shard.
@@ -42,9 +40,3 @@ def by_shard(parts: dict[str, list[pd.DataFrame]]) -> list[dict[str, pd.DataFram
     """Regroup each table's shard parts into one dict of tables per shard."""
     shards = len(next(iter(parts.values()), []))
     return [{name: tables[number] for name, tables in parts.items()} for number in range(shards)]
-
-
-def split(frames: dict[str, pd.DataFrame], shards: int) -> list[dict[str, pd.DataFrame]]:
-    """Split whole tables into shards of children, each shard a dict like `frames`."""
-    return by_shard({name: split_table(frame, TABLES_BY_NAME[name].child_column, shards)
-                     for name, frame in frames.items()})
