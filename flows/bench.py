@@ -18,14 +18,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from fixtures.generator import DEMO_AS_OF
 from flows.source import read_source, source_url
 from flows.steps import stage_and_write_shard, validate_table
 from flows.validation import SuiteRunner
 from transforms.prepare import prepare
+from transforms.reconcile import event_reconciliation, quality_report
+from transforms.rules import load_rules
 from transforms.shards import by_shard
 from transforms.ssd import TABLES
 
-AS_OF = pd.Timestamp("2026-03-31 23:59:59")
+# The generated records run up to DEMO_AS_OF; the run is "as of" the end of that day.
+AS_OF = pd.Timestamp(DEMO_AS_OF) + pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
 
 
 def _peak_mb() -> float:
@@ -52,6 +56,7 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
     yield f"database: {path} ({children:,} children, seed {seed}), {how}"
     runner = SuiteRunner()
     runner.warm_up()  # the GX import (~4 s) is start-up, not work
+    rules = load_rules()
 
     cpu_before = os.times()
     started = time.perf_counter()
@@ -78,10 +83,11 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
         del validated
         validate_s = time.perf_counter() - clock
 
-        # As in the flow, each shard is staged, validated and written by one worker.
+        # As in the flow, each shard is staged, validated, scored, shaped and written by
+        # one worker.
         clock = time.perf_counter()
         outcomes = list(pool.map(lambda item: stage_and_write_shard(
-            item[0], item[1], AS_OF, runner, Path(folder) / "events"), enumerate(parts)))
+            item[0], item[1], AS_OF, runner, Path(folder), rules, "bench"), enumerate(parts)))
         del parts
         stage_s = time.perf_counter() - clock
     events = sum(sum(o.events_by_table.values()) for o in outcomes)
@@ -95,7 +101,7 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
     yield f"{'stage':<36}{'seconds':>9}{'rows/s':>14}"
     stages = (("extract (read source)", extract_s), ("prepare (pandas, keys)", prepare_s),
               ("conform + validate + split tables", validate_s),
-              ("stage + validate + write events", stage_s))
+              ("per shard: stage, score, shape, write", stage_s))
     for name, seconds in stages:
         yield f"{name:<36}{seconds:>9.1f}{rows / seconds:>14,.0f}"
     for name, seconds in cpu.items():
@@ -107,3 +113,17 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
     yield (f"CPU time: user {cpu_after.user - cpu_before.user:.1f} s, "
            f"system {cpu_after.system - cpu_before.system:.1f} s")
     yield f"peak memory (max RSS): {_peak_mb():,.0f} MB"
+    shaping = cpu.get("score", 0.0) + cpu.get("shape", 0.0)
+    yield (f"scoring + shaping {events:,} events: {shaping:.1f} s of thread time "
+           f"({events / shaping:,.0f} events/s), across {workers} workers")
+    table, entries = event_reconciliation(outcomes)
+    children = pd.concat([o.children for o in outcomes], ignore_index=True)
+    quality = quality_report(children, entries, table)
+    yield (f"quality: {entries['entries']:,} entries; median child has "
+           f"{quality['raw_rows_per_child_median']:,.0f} source rows and "
+           f"{quality['default_entries_per_child_median']:,.0f} entries in the default view; "
+           f"median share {quality['default_view_share_of_raw_rows_median']:.1%}; "
+           f"{quality['children_opening_with_at_most_15_key_entries']:.1%} of pages open with "
+           f"at most 15 key entries; {quality['key_events_collapsed_or_left_out']} key events "
+           f"collapsed or left out; {quality['entries_with_no_reason']} entries without a "
+           "reason")

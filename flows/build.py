@@ -1,4 +1,5 @@
-"""The main flow: extract → prepare → validate each table → stage each shard → write.
+"""The main flow: extract → prepare → validate each table → per shard: stage, validate,
+score, shape, validate, write → write the run's tables and manifest → publish.
 
 The flow reads like the list of stages; the work is in `transforms/` and `flows/steps.py`.
 """
@@ -23,8 +24,16 @@ from flows.source import SourceSchemaError, read_source, safe_url, source_url
 from flows.steps import ShardOutcome, TableOutcome, stage_and_write_shard, validate_table
 from flows.validation import SuiteRunner
 from transforms.prepare import Prepared, prepare
-from transforms.reconcile import check_balanced, reconciliation, run_summary
+from transforms.reconcile import (
+    check_balanced,
+    check_events_balanced,
+    event_reconciliation,
+    quality_report,
+    reconciliation,
+    run_summary,
+)
 from transforms.rejects import concat_rejects
+from transforms.rules import DEFAULT_RULES, Rules, load_rules
 from transforms.shards import by_shard
 from transforms.ssd import TABLES
 
@@ -68,20 +77,27 @@ def validate_source_table(name: str, prepared: Prepared, as_of: pd.Timestamp,
 
 
 @task(cache_policy=NO_CACHE)
-def stage_validate_write_shard(number: int, kept: dict[str, pd.DataFrame],
-                               as_of: pd.Timestamp, runner: SuiteRunner, version: Path
-                               ) -> ShardOutcome:
-    return stage_and_write_shard(number, kept, as_of, runner, version / "events")
+def build_shard(number: int, kept: dict[str, pd.DataFrame], as_of: pd.Timestamp,
+                runner: SuiteRunner, version: Path, rules: Rules, run_id: str, out: Path,
+                shards: int) -> ShardOutcome:
+    first_seen = sinks.previous_first_seen(out, number, shards)
+    return stage_and_write_shard(number, kept, as_of, runner, version, rules, run_id,
+                                 first_seen)
 
 
 @task(cache_policy=NO_CACHE)
 def write_outputs(version: Path, rejects: pd.DataFrame, findings: pd.DataFrame,
-                  people: pd.DataFrame, validation: list[dict]) -> None:
+                  people: pd.DataFrame, children: pd.DataFrame, periods: pd.DataFrame,
+                  validation: list[dict]) -> None:
     sinks.write_table(rejects.sort_values(["table", "source_row"], ignore_index=True),
                       version / "rejects.parquet")
     sinks.write_table(findings, version / "findings.parquet")
     sinks.write_table(people.sort_values("child_id", ignore_index=True),
                       version / "people.parquet")
+    sinks.write_table(children.sort_values("child_id", ignore_index=True),
+                      version / "children.parquet")
+    sinks.write_table(periods.sort_values(["child_id", "start_date", "kind", "period_id"],
+                                          ignore_index=True), version / "periods.parquet")
     sinks.write_json({"results": validation}, version / "validation" / "results.json")
 
 
@@ -95,9 +111,15 @@ def build_chronologies(
     workers: int = 2,
     as_of: str | None = None,
     max_reject_share: float = DEFAULT_MAX_REJECT_SHARE,
+    rules: str | None = None,
 ) -> dict:
-    """Build validated canonical events for every child (or `children`) of `source`."""
+    """Build the chronologies of every child (or `children`) of `source`.
+
+    `rules` is the path of a rules file; the default is the one shipped with chronology.
+    """
     logger = get_run_logger()
+    rules_path = Path(rules) if rules else DEFAULT_RULES
+    ruleset = load_rules(rules_path)
     started = datetime.now(UTC)
     run_id = started.strftime("%Y%m%dT%H%M%SZ") + "-" + token_hex(3)
     as_of_date = pd.Timestamp(as_of or started.date().isoformat()).normalize()
@@ -134,16 +156,19 @@ def build_chronologies(
     lap("validate_source")
 
     shard_outcomes = [f.result() for f in [
-        stage_validate_write_shard.submit(n, part, data_as_of, runner, version)
+        build_shard.submit(n, part, data_as_of, runner, version, ruleset, run_id, Path(out),
+                           shards)
         for n, part in enumerate(parts)]]
     del parts
-    lap("stage")
+    lap("stage_score_shape")
 
     rejects = concat_rejects([prepare_rejects, *(t.rejects for t in tables),
                               *(o.rejects for o in shard_outcomes)])
     findings = pd.concat([t.findings for t in tables], ignore_index=True)
     people = pd.concat([o.people for o in shard_outcomes], ignore_index=True)
-    write_outputs(version, rejects, findings, people,
+    children_table = pd.concat([o.children for o in shard_outcomes], ignore_index=True)
+    write_outputs(version, rejects, findings, people, children_table,
+                  pd.concat([o.periods for o in shard_outcomes], ignore_index=True),
                   [r for t in tables for r in t.validation] +
                   [r for o in shard_outcomes for r in o.validation])
     lap("write")
@@ -153,6 +178,8 @@ def build_chronologies(
 
     counts = reconciliation(extracted, shard_outcomes, rejects)
     summary = run_summary(counts, rejects, findings, people, children, max_reject_share)
+    event_counts, entry_counts = event_reconciliation(shard_outcomes)
+    filtered = pd.concat([o.filtered for o in shard_outcomes], ignore_index=True)
     manifest = {
         "run_id": run_id,
         "started_at": started.isoformat(),
@@ -161,12 +188,20 @@ def build_chronologies(
         "data_as_of": as_of_date.date().isoformat(),
         "version": str(version),
         "shards": shards,
+        "rules": {"path": str(rules_path), "hash": ruleset.digest},
         **summary,
+        "chronology": {
+            **{k: v for k, v in entry_counts.items() if k != "no_reason"},
+            "events": event_counts.to_dict(orient="records"),
+            "filtered_by_rule": _filtered_by_rule(filtered),
+        },
+        "quality": quality_report(children_table, entry_counts, event_counts),
         "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
         "versions": _versions(),
     }
     sinks.write_json(manifest, version / "manifest.json")
     check_balanced(counts)
+    check_events_balanced(event_counts, entry_counts)
     _fail_unless_publishable(manifest, version)
     if manifest["published"]:
         sinks.make_current(Path(out), run_id)
@@ -185,6 +220,13 @@ def _fail_unless_publishable(manifest: dict, version: Path) -> None:
             f"({manifest['reject_share']:.2%}) were rejected, more than the "
             f"{manifest['max_reject_share']:.2%} allowed; nothing was published. "
             f"See {version / 'rejects.parquet'} and {version / 'manifest.json'}.")
+
+
+def _filtered_by_rule(filtered: pd.DataFrame) -> list[dict]:
+    if filtered.empty:
+        return []
+    return (filtered.groupby(["rule", "reason"], as_index=False)["events"].sum()
+            .to_dict(orient="records"))
 
 
 def _versions() -> dict[str, str]:

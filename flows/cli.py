@@ -78,15 +78,25 @@ def demo_data(path: Path, children: int, seed: int, bad_rate: float, no_case_not
               type=click.IntRange(1, 4096), help="Shards of children, processed independently.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
               help="Threads for reading tables.")
-@click.option("--as-of", "as_of", help="Date the data is as of (YYYY-MM-DD). Default: today.")
+@click.option("--as-of", "as_of", help="Date the data is as of (YYYY-MM-DD). Default: today "
+              "(for the bundled demo database, the day its records run up to).")
 @click.option("--max-reject-share", default=DEFAULT_MAX_REJECT_SHARE, show_default=True,
               type=click.FloatRange(0, 1), help="Fail the run if a larger share of source rows "
               "is rejected.")
+@click.option("--rules", "rules_file", type=click.Path(dir_okay=False),
+              help="Rules file (significance, escalations, merging, visit standards). "
+              "Default: the one shipped with chronology (transforms/rules.yml).")
 def build(source: str | None, out: str, children: str | None, shards: int, workers: int,
-          as_of: str | None, max_reject_share: float) -> None:
-    """Run the main flow: extract, validate and stage the source into events."""
+          as_of: str | None, max_reject_share: float, rules_file: str | None) -> None:
+    """Run the main flow: extract, validate, stage, score and shape the source into
+    per-child chronologies."""
     if source is None:
+        from fixtures.generator import DEMO_AS_OF
+
         source = str(DEMO_DATABASE)
+        # The demo's records run up to a fixed day; "as of" today would show every open
+        # case as months without a visit.
+        as_of = as_of or DEMO_AS_OF.isoformat()
         if not DEMO_DATABASE.exists():
             click.echo(f"no demo database yet: generating {DEMO_DATABASE} "
                        f"({DEMO_CHILDREN:,} children)")
@@ -103,10 +113,13 @@ def build(source: str | None, out: str, children: str | None, shards: int, worke
         source_url,
         without_password,
     )
+    from transforms.rules import RulesError, load_rules
     from transforms.ssd import TABLES
 
     wanted = _children(children)
     try:
+        # A rules file with a mistake is told in a second, naming the line.
+        load_rules(rules_file) if rules_file else load_rules()
         # Check the source before starting Prefect: a wrong path or a missing table is
         # the commonest mistake and deserves a plain answer in a second, not a minute.
         present_tables(source_url(source), TABLES)
@@ -118,8 +131,9 @@ def build(source: str | None, out: str, children: str | None, shards: int, worke
         click.echo("building: starting Prefect and reading the source…")
         manifest = build_chronologies(
             source=source, out=out, children=wanted, shards=shards,
-            workers=workers, as_of=as_of, max_reject_share=max_reject_share)
-    except (SourceSchemaError, RunFailed, ConnectionError) as error:
+            workers=workers, as_of=as_of, max_reject_share=max_reject_share,
+            rules=rules_file)
+    except (SourceSchemaError, RunFailed, ConnectionError, RulesError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
     except click.ClickException:
@@ -130,6 +144,32 @@ def build(source: str | None, out: str, children: str | None, shards: int, worke
                    "for the full log.", err=True)
         sys.exit(2)
     _print_summary(manifest, Path(out))
+
+
+def _print_chronology(manifest: dict) -> None:
+    made = manifest["chronology"]
+    events = made["events"]
+    kept = sum(r["entry"] for r in events)
+    merged = sum(r["merged"] for r in events)
+    collapsed = sum(r["collapsed"] for r in events)
+    left_out = sum(r["filtered"] for r in events)
+    click.echo(f"chronology (rules {manifest['rules']['hash']}): {made['entries']:,} entries "
+               f"({made['key']:,} key, {made['significant']:,} significant, "
+               f"{made['context']:,} context; {made['summaries']:,} summaries, "
+               f"{made['gaps']:,} visit gaps)")
+    click.echo(f"events: {kept + merged + collapsed + left_out:,} in = {kept:,} heading an "
+               f"entry + {merged:,} merged + {collapsed:,} counted in summaries + "
+               f"{left_out:,} left out by rule")
+    quality = manifest["quality"]
+    share = quality["default_view_share_of_raw_rows_median"]
+    opening = quality["children_opening_with_at_most_15_key_entries"]
+    click.echo(
+        f"quality: median child has {quality['raw_rows_per_child_median'] or 0:,.0f} source "
+        f"rows and {quality['default_entries_per_child_median'] or 0:,.0f} entries in the "
+        f"default view (median share {share or 0:.1%}); "
+        f"{opening or 0:.1%} of pages open with at most 15 key entries; "
+        f"{quality['entries_with_no_reason']} entries without a reason; "
+        f"{quality['key_events_collapsed_or_left_out']} key events collapsed or left out")
 
 
 def _date(value: str) -> None:
@@ -151,6 +191,7 @@ def _print_summary(manifest: dict, out: Path) -> None:
     click.echo(f"{manifest['children']:,} children, {manifest['events']:,} events; "
                f"{manifest['rows_rejected']:,} rows rejected ({manifest['reject_share']:.2%}); "
                f"{sum(f['rows'] for f in manifest['findings']):,} rows kept with findings")
+    _print_chronology(manifest)
     if manifest["published"]:
         click.echo(f"outputs: {out / 'current'}")
     else:

@@ -45,3 +45,23 @@ def make_current(out: Path, run_id: str) -> None:
         link.unlink()
     os.symlink(Path(VERSIONS) / run_id, link)
     os.replace(link, out / CURRENT)
+
+
+def previous_first_seen(out: Path, shard: int, shards: int) -> pd.Series | None:
+    """`first_seen_run` by entry id from the current output, for one shard's entries.
+
+    Entries keep the run that first showed them, so a page can mark what is new. When the
+    current output was cut into a different number of shards, all its entries are read.
+    """
+    current = out / CURRENT
+    manifest = current / "manifest.json"
+    if not manifest.exists() or not (current / "chronology").exists():
+        return None
+    same_cut = json.loads(manifest.read_text(encoding="utf-8")).get("shards") == shards
+    path = current / "chronology" / f"shard={shard}" if same_cut else current / "chronology"
+    if not path.exists():
+        return None
+    table = pq.read_table(path, columns=["entry_id", "first_seen_run"])
+    frame = table.to_pandas(types_mapper=pd.ArrowDtype).drop_duplicates("entry_id")
+    return pd.Series(frame["first_seen_run"].astype("str").to_numpy(),
+                     index=frame["entry_id"].astype("str").to_numpy(), dtype="str")

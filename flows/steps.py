@@ -16,15 +16,25 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from expectations import EVENTS_SUITE
+from expectations import CHRONOLOGY_SUITE, EVENTS_SUITE
 from expectations.generate import AS_OF
 from flows import sinks
 from flows.validation import SuiteRunner
 from transforms import conform, stage
+from transforms.children import children
+from transforms.periods import periods
 from transforms.rejects import concat_rejects
+from transforms.rules import Rules
+from transforms.score import scored_events
+from transforms.shape import chronology, suite_frame
 from transforms.shards import split_table
 from transforms.ssd import TABLES_BY_NAME
 from transforms.validated import apply_failures, reject_source_rows
+
+
+class ChronologyFault(RuntimeError):
+    """The chronology broke one of its own invariants: a fault in chronology, never in
+    the data. The run fails and nothing is published."""
 
 
 @dataclass
@@ -45,6 +55,14 @@ class ShardOutcome:
     events_by_table: dict[str, int]
     validation: list[dict] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    children: pd.DataFrame = field(default_factory=pd.DataFrame)
+    periods: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # Per source table: events in, heading an entry, merged, collapsed, left out.
+    accounting: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # Per event type left out: how many and the rule's reason.
+    filtered: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # Entries by kind and level, and events the entries say they hold.
+    entries: dict[str, int] = field(default_factory=dict)
 
 
 def validate_table(name: str, frame: pd.DataFrame, births: pd.DataFrame,
@@ -99,13 +117,65 @@ def stage_shard(number: int, kept: dict[str, pd.DataFrame], as_of: pd.Timestamp,
 
 
 def stage_and_write_shard(number: int, kept: dict[str, pd.DataFrame], as_of: pd.Timestamp,
-                          runner: SuiteRunner, events_dir: Path) -> ShardOutcome:
-    """Stage and validate one shard, then write its events partition.
+                          runner: SuiteRunner, version: Path, rules: Rules, run_id: str,
+                          first_seen: pd.Series | None = None) -> ShardOutcome:
+    """Stage, validate and write one shard's events, then score and shape them into its
+    chronology, check that and write it.
 
-    Only counts come back: a shard's events are on disk and need not stay in memory.
+    Only counts and the small per-child tables come back: the shard's events and entries
+    are on disk and need not stay in memory.
     """
     events, outcome = stage_shard(number, kept, as_of, runner)
     clock = time.perf_counter()
-    sinks.write_partition(events, events_dir, number)
+    sinks.write_partition(events, version / "events", number)
     outcome.seconds["write_events"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    scored = scored_events(events, rules)
+    del events
+    outcome.seconds["score"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    day = as_of.normalize()
+    found = periods(scored, rules)
+    shaped = chronology(scored, found, stage.births_of(outcome.people), rules, day, run_id,
+                        first_seen)
+    outcome.children = children(outcome.people, found, scored, shaped.entries, day)
+    outcome.periods = found
+    outcome.accounting = shaped.accounting
+    outcome.filtered = shaped.filtered
+    outcome.seconds["shape"] = time.perf_counter() - clock
+    del scored
+
+    clock = time.perf_counter()
+    entries = shaped.entries
+    failures = runner.run(CHRONOLOGY_SUITE, suite_frame(entries, rules))
+    outcome.validation += [{"suite": CHRONOLOGY_SUITE, "shard": number, **s}
+                           for s in failures.results]
+    if not failures.rows.empty:
+        first = failures.rows.iloc[0]
+        raise ChronologyFault(f"shard {number}: {len(failures.rows)} chronology entries break "
+                              f"the suite, first {first['rule']}: {first['reason']}")
+    outcome.entries = _entry_counts(entries)
+    outcome.seconds["validate_chronology"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    sinks.write_partition(entries, version / "chronology", number)
+    outcome.seconds["write_chronology"] = time.perf_counter() - clock
     return outcome
+
+
+def _entry_counts(entries: pd.DataFrame) -> dict[str, int]:
+    summary = entries["is_summary"].to_numpy(dtype=bool)
+    gap = entries["is_gap"].to_numpy(dtype=bool)
+    level = entries["level"]
+    return {
+        "entries": len(entries),
+        "key": int(level.eq("key").sum()),
+        "significant": int(level.eq("significant").sum()),
+        "context": int(level.eq("context").sum()),
+        "summaries": int(summary.sum()),
+        "gaps": int(gap.sum()),
+        # What the entries themselves say they hold: checked against the events' fates.
+        "events_in_entries": int(entries["merged_count"].sum()),
+        "events_in_summaries": int(entries.loc[summary, "merged_count"].sum()),
+        "no_reason": int((entries["reasons"].list.len() == 0).sum()),
+    }

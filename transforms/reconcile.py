@@ -1,4 +1,7 @@
-"""Nothing is lost: for every source table, rows in = rows staged + rows rejected."""
+"""Nothing is lost: for every source table, rows in = rows staged + rows rejected, and
+events in = events heading an entry + merged into one + collapsed into a summary + left
+out. The run's quality report says how much shorter the chronologies are than the
+records they come from."""
 
 from __future__ import annotations
 
@@ -11,6 +14,12 @@ import pandas as pd
 class _Counted(Protocol):
     rows_staged: dict[str, int]
     events_by_table: dict[str, int]
+
+
+class _Shaped(Protocol):
+    events_by_table: dict[str, int]
+    accounting: pd.DataFrame
+    entries: dict[str, int]
 
 
 class Unbalanced(RuntimeError):
@@ -47,6 +56,83 @@ def check_balanced(table: pd.DataFrame) -> None:
         details = "; ".join(f"{r.table}: {r.rows_in} in, {r.rows_staged} staged, "
                             f"{r.rows_rejected} rejected" for r in broken.itertuples())
         raise Unbalanced(f"source rows do not reconcile: {details}")
+
+
+def event_reconciliation(outcomes: Iterable[_Shaped]) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Per source table: events staged, heading an entry, merged, collapsed, left out,
+    and whether they balance; with the entries' own totals.
+
+    Three sources again: the events staged (the stage's count), the fate of each event
+    (the shape's accounting) and what the written entries say they hold (merged_count).
+    """
+    outcomes = list(outcomes)
+    columns = ["events", "entry", "merged", "collapsed", "filtered", "key_hidden"]
+    parts = [o.accounting for o in outcomes if not o.accounting.empty]
+    if parts:
+        table = pd.concat(parts).groupby("table", as_index=False)[columns].sum()
+    else:
+        table = pd.DataFrame({c: pd.Series(dtype="int64") for c in ["table", *columns]})
+    staged: dict[str, int] = {}
+    entries: dict[str, int] = {}
+    for outcome in outcomes:
+        for name, count in outcome.events_by_table.items():
+            staged[name] = staged.get(name, 0) + count
+        for name, count in outcome.entries.items():
+            entries[name] = entries.get(name, 0) + count
+    table.insert(1, "staged", table["table"].map(staged).fillna(0).astype("int64"))
+    table["balanced"] = (table["events"] == table["staged"]) & (
+        table["events"] == table[["entry", "merged", "collapsed", "filtered"]].sum(axis=1))
+    return table, entries
+
+
+def check_events_balanced(table: pd.DataFrame, entries: dict[str, int]) -> None:
+    """Raise Unbalanced if an event went missing or was counted twice on its way into the
+    chronology, by any of the three counts."""
+    broken = table[~table["balanced"]]
+    problems = [f"{r.table}: {r.staged} staged, {r.events} shaped = {r.entry} heading an "
+                f"entry + {r.merged} merged + {r.collapsed} collapsed + {r.filtered} left out"
+                for r in broken.itertuples()]
+    held = int(table[["entry", "merged", "collapsed"]].to_numpy().sum())
+    if entries and entries.get("events_in_entries") != held:
+        problems.append(f"the entries hold {entries.get('events_in_entries')} events, "
+                        f"the accounting {held}")
+    if entries and entries.get("events_in_summaries") != int(table["collapsed"].sum()):
+        problems.append(f"summaries hold {entries.get('events_in_summaries')} events, "
+                        f"{int(table['collapsed'].sum())} were collapsed")
+    if problems:
+        raise Unbalanced("events do not reconcile with the chronology: " + "; ".join(problems))
+
+
+# The issue's measure of a page that opens well: at most this many key entries.
+KEY_ENTRIES_AT_MOST = 15
+
+
+def quality_report(children: pd.DataFrame, entries: dict[str, int], table: pd.DataFrame
+                   ) -> dict:
+    """How much shorter the chronologies are than the records, per run.
+
+    `raw_rows` are the source rows behind a child's events; the default view is the key
+    and significant entries (what a page shows before "show routine activity").
+    """
+    has_rows = children[children["raw_rows"] > 0]
+    share = has_rows["default_entries"] / has_rows["raw_rows"]
+    return {
+        "children": len(children),
+        "raw_rows_per_child_median": _median(has_rows["raw_rows"]),
+        "default_entries_per_child_median": _median(has_rows["default_entries"]),
+        "default_view_share_of_raw_rows_median": round(float(share.median()), 4)
+        if len(share) else None,
+        "children_opening_with_at_most_15_key_entries": round(float(
+            (children["key_entries"] <= KEY_ENTRIES_AT_MOST).mean()), 4)
+        if len(children) else None,
+        "entries_with_no_reason": int(entries.get("no_reason", 0)),
+        "key_events_collapsed_or_left_out": int(table["key_hidden"].sum())
+        if "key_hidden" in table else 0,
+    }
+
+
+def _median(values: pd.Series) -> float | None:
+    return float(values.median()) if len(values) else None
 
 
 def run_summary(counts: pd.DataFrame, rejects: pd.DataFrame, findings: pd.DataFrame,

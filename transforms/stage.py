@@ -410,10 +410,12 @@ def _involvements(frame: pd.DataFrame, shard: Shard) -> list[pd.DataFrame]:
     common = {"worker": "invo_professional_id", "team": "invo_professional_team",
               "detail": "invo_professional_role_id", "episode_id": "invo_referral_id"}
     return [
+        # The SSD change reason says why this worker took over ("child requested change
+        # from previous social worker"), so it belongs to the allocation, not its end.
         _events(frame, t, "primary", "worker_allocated", "invo_involvement_start_date",
-                end_date="invo_involvement_end_date", **common),
-        _events(frame, t, "end", "worker_ended", "invo_involvement_end_date",
-                code="invo_worker_change_reason", **common),
+                end_date="invo_involvement_end_date", code="invo_worker_change_reason",
+                **common),
+        _events(frame, t, "end", "worker_ended", "invo_involvement_end_date", **common),
     ]
 
 
