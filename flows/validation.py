@@ -111,6 +111,31 @@ def _cheap_to_check(batch: pd.DataFrame) -> pd.DataFrame:
     return batch.astype(numbers) if numbers else batch
 
 
+_PARSER_LOCK = threading.Lock()
+
+
+def _serialise_parameter_parsing() -> None:
+    """Make GX's suite-parameter parsing safe to call from several threads.
+
+    GX parses every `$PARAMETER` with one module-level pyparsing parser whose expression
+    stack is shared, so two threads validating at once can corrupt each other's parse
+    (seen here as "push_first() missing 1 required positional argument"). Parsing a
+    parameter takes microseconds; running it under one lock costs nothing measurable.
+    """
+    from great_expectations.core import suite_parameters
+
+    parse = suite_parameters.parse_suite_parameter
+    if getattr(parse, "_chronology_serialised", False):
+        return
+
+    def serialised(*args, **kwargs):
+        with _PARSER_LOCK:
+            return parse(*args, **kwargs)
+
+    serialised._chronology_serialised = True  # type: ignore[attr-defined]
+    suite_parameters.parse_suite_parameter = serialised
+
+
 class SuiteRunner:
     """Runs suites against pandas frames in one ephemeral GX context.
 
@@ -135,6 +160,8 @@ class SuiteRunner:
             # time. GX itself skips it above the threshold, so skipping it always is a path
             # GX supports. tests/test_validation.py fails if GX drops the setting.
             pandas_execution_engine.HASH_THRESHOLD = 0
+            with _PARSER_LOCK:
+                _serialise_parameter_parsing()
             local.gx = gx
             local.context = gx.get_context(mode="ephemeral")
             local.context.variables.progress_bars = ProgressBarsConfig(globally=False)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -177,6 +181,36 @@ def test_gx_still_lets_us_skip_its_batch_fingerprint(runner):
 
     runner.warm_up()
     assert pandas_execution_engine.HASH_THRESHOLD == 0
+
+
+RACE = """
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from great_expectations.core import suite_parameters
+from flows.validation import SuiteRunner
+
+SuiteRunner().warm_up()
+start = threading.Barrier(8)
+
+def parse(number):
+    if number < 8:
+        start.wait()  # eight threads make GX's first parses at the same moment
+    return suite_parameters.build_suite_parameters(
+        {"value": {"$PARAMETER": "p"}}, {"p": number})[0]["value"]
+
+with ThreadPoolExecutor(max_workers=8) as pool:
+    assert list(pool.map(parse, range(400))) == list(range(400))
+"""
+
+
+def test_suite_parameters_parse_safely_from_several_threads():
+    # GX parses $PARAMETER values with one shared pyparsing parser, and pyparsing works
+    # out its callbacks' arity on their first calls: threads that make those first calls
+    # together fail with "push_first() missing 1 required positional argument" (this
+    # script failed 5 runs in 5 without the runner's lock). It needs a fresh process.
+    result = subprocess.run([sys.executable, "-c", RACE], capture_output=True, text=True,
+                            cwd=Path(__file__).parents[1], timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_committed_suites_match_the_contract():
