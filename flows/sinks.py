@@ -23,7 +23,12 @@ def version_dir(out: Path, run_id: str) -> Path:
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if any(pa.types.is_list(field.type) for field in table.schema):
+        # pandas records Arrow list columns under a dtype name it cannot read back, so
+        # any reader's to_pandas() would fail: keep the plain Arrow schema instead.
+        table = table.replace_schema_metadata(None)
+    pq.write_table(table, path)
 
 
 def write_partition(frame: pd.DataFrame, dataset: Path, shard: int) -> Path:

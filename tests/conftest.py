@@ -3,12 +3,31 @@ from __future__ import annotations
 import os
 
 import pandas as pd
+import pytest
 
 from transforms import conform
 from transforms.ssd import TABLES_BY_NAME
+from transforms.stage import EVENT_COLUMNS, _typed
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true",
+                     help="Rewrite the golden files from the pipeline's output (then review "
+                     "the diff line by line before committing it).")
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One Prefect test server for every test that runs the flow (~11 s to start)."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        with prefect_test_harness(server_startup_timeout=90):
+            yield
 
 
 def raw_frame(table: str, rows: list[dict]) -> pd.DataFrame:
@@ -24,3 +43,20 @@ def conformed(tables: dict[str, list[dict]]) -> dict[str, pd.DataFrame]:
     resolved = conform.resolve_owners(numbered, TABLES_BY_NAME)
     return {name: conform.conform_table(TABLES_BY_NAME[name], frame).frame
             for name, frame in resolved.items()}
+
+
+def literal_events(*rows: dict, birth: str = "2012-01-01") -> pd.DataFrame:
+    """Canonical events from literal rows: child C1 (unless a row says otherwise), born
+    `birth`; each row's id, source and position filled in from its place in the list
+    unless it gives its own."""
+    born = pd.Timestamp(birth)
+    filled = []
+    for number, row in enumerate(rows):
+        when = pd.Timestamp(row["event_date"])
+        table = row.get("source_table", "t")
+        record = row.get("source_id", str(number))
+        filled.append({"child_id": "C1", "event_id": f"{table}:{record}:{number}",
+                       "source_table": table, "source_id": record, "source_row": number,
+                       "date_precision": "day", "age_days": (when.normalize() - born).days,
+                       **row})
+    return _typed(pd.DataFrame(filled), EVENT_COLUMNS)

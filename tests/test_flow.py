@@ -8,13 +8,12 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-from prefect.testing.utilities import prefect_test_harness
 
 from fixtures.generator import generate_database
 from flows import build as build_module
 from flows.build import RunFailed, build_chronologies
 from flows.source import SourceSchemaError
+from transforms.rules import DEFAULT_RULES, load_rules
 from transforms.stage import EVENT_COLUMNS
 
 AS_OF = "2026-03-31"
@@ -33,11 +32,9 @@ RULES = {
 }
 
 
-@pytest.fixture(scope="session", autouse=True)
-def prefect():
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        with prefect_test_harness(server_startup_timeout=90):
-            yield
+@pytest.fixture(autouse=True)
+def prefect(prefect_harness):
+    yield
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +57,7 @@ def test_run_is_published_with_its_outputs(run):
     current = out / "current"
     assert current.resolve() == (out / "versions" / manifest["run_id"]).resolve()
     for name in ("manifest.json", "rejects.parquet", "findings.parquet", "people.parquet",
-                 "validation/results.json"):
+                 "children.parquet", "periods.parquet", "validation/results.json"):
         assert (current / name).exists(), name
     assert json.loads((current / "manifest.json").read_text())["status"] == "succeeded"
 
@@ -109,6 +106,65 @@ def test_events_round_trip_with_their_types(run):
     one_child = ds.dataset(out / "current" / "events", partitioning="hive").to_table(
         filter=ds.field("child_id") == "EX0000002").to_pandas()
     assert not one_child.empty and (one_child["child_id"] == "EX0000002").all()
+
+
+# The chronology columns ARCHITECTURE.md fixes as a contract.
+CHRONOLOGY_COLUMNS = ["child_id", "entry_id", "seq", "event_date", "end_date", "age_at_event",
+                      "event_type", "category", "title", "detail", "outcome", "score", "level",
+                      "reasons", "sources", "merged_count", "is_summary", "is_gap",
+                      "first_seen_run"]
+
+
+def test_chronology_round_trips_with_the_contract_columns(run):
+    out, manifest, _ = run
+    dataset = ds.dataset(out / "current" / "chronology", partitioning="hive")
+    entries = dataset.to_table().to_pandas()
+    assert set(CHRONOLOGY_COLUMNS) <= set(entries.columns)
+    assert len(entries) == manifest["chronology"]["entries"]
+    assert entries["entry_id"].is_unique
+    assert (entries["reasons"].map(len) > 0).all()
+    assert (entries["first_seen_run"] == manifest["run_id"]).all()  # the first run
+    children = pd.read_parquet(out / "current" / "children.parquet")
+    assert len(children) == manifest["children"] and children["child_id"].is_unique
+    periods = pd.read_parquet(out / "current" / "periods.parquet")
+    assert set(periods["child_id"]) <= set(children["child_id"])
+
+
+def test_every_event_is_accounted_for_in_the_chronology(run):
+    _, manifest, _ = run
+    made = manifest["chronology"]
+    for row in made["events"]:
+        assert row["balanced"], row
+        assert row["events"] == row["entry"] + row["merged"] + row["collapsed"] + row["filtered"]
+    assert sum(r["events"] for r in made["events"]) == manifest["events"]
+    assert made["events_in_entries"] == sum(r["entry"] + r["merged"] + r["collapsed"]
+                                            for r in made["events"])
+    quality = manifest["quality"]
+    assert quality["entries_with_no_reason"] == 0
+    assert quality["key_events_collapsed_or_left_out"] == 0
+    assert 0 < quality["default_view_share_of_raw_rows_median"] < 1
+    assert manifest["rules"]["hash"] == load_rules().digest
+
+
+def test_a_second_run_keeps_when_entries_were_first_seen(generated, tmp_path):
+    path, _ = generated
+    first = build_chronologies(source=str(path), out=str(tmp_path), shards=2, as_of=AS_OF,
+                               children=None)
+    rules = tmp_path / "rules.yml"
+    rules.write_text(DEFAULT_RULES.read_text().replace("min_run: 2", "min_run: 3"))
+    second = build_chronologies(source=str(path), out=str(tmp_path), shards=3, as_of=AS_OF,
+                                rules=str(rules))
+    assert second["rules"]["hash"] != first["rules"]["hash"]
+    entries = ds.dataset(Path(second["version"]) / "chronology", partitioning="hive"
+                         ).to_table().to_pandas()
+    seen = entries.set_index("entry_id")["first_seen_run"]
+    # Entries both runs made keep the first run's id, even cut into other shards; the
+    # summaries the new rules made are new.
+    old = ds.dataset(Path(first["version"]) / "chronology", partitioning="hive"
+                     ).to_table().to_pandas()["entry_id"]
+    both = seen.index.intersection(old)
+    assert len(both) > 0 and (seen[both] == first["run_id"]).all()
+    assert (seen.drop(both) == second["run_id"]).all()
 
 
 def test_rebuilding_some_children_reads_only_them(generated, tmp_path):

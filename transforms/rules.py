@@ -57,6 +57,7 @@ class _Escalation(_Strict):
     event_types: list[str] = Field(min_length=1)
     points: int = Field(ge=-100, le=100)
     reason: str = Field(min_length=1)
+    title: str | None = Field(default=None, min_length=1)
 
 
 class FirstOfChild(_Escalation):

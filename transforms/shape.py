@@ -29,6 +29,7 @@ from transforms.frames import arrow_text, per_distinct
 from transforms.periods import visit_gaps
 from transforms.rules import Rules
 from transforms.score import FILTERED, escalation_reasons, levels_of, reason_lists, type_codes
+from transforms.stage import LASTING_EVENT_TYPES
 
 SUMMARY_TYPE = "summary"
 GAP_TYPE = "visit_gap"
@@ -96,7 +97,7 @@ def chronology(scored: pd.DataFrame, periods_: pd.DataFrame, births: pd.Series,
     children = _ChildRank(scored["child_id"])
     events = _canonical(scored, np.flatnonzero(~left_out), rules, children)
     entry = _merged(scored, events, rules)
-    entries = _entries(events, entry)
+    entries = _entries(events, entry, _raising(rules))
     entries["collapsible"] = _collapsible(scored, events, entries, rules, as_of)
     run = _runs(entries, rules.collapse.min_run)
     summaries = _summaries(scored, events, entry, entries, run, rules)
@@ -306,7 +307,18 @@ def _join_same_day(events: dict[str, np.ndarray], entry: np.ndarray,
 
 # ----------------------------------------------------------------------- entries
 
-def _entries(events: dict[str, np.ndarray], entry: np.ndarray) -> dict[str, np.ndarray]:
+def _raising(rules: Rules) -> np.uint64:
+    """The mask of escalations that raise a score: only those speak for an entry's other
+    events (one that lowers a score explains only the event it applies to)."""
+    mask = 0
+    for bit, escalation in enumerate(rules.escalations):
+        if escalation.points > 0:
+            mask |= 1 << bit
+    return np.uint64(mask)
+
+
+def _entries(events: dict[str, np.ndarray], entry: np.ndarray, raising: np.uint64
+             ) -> dict[str, np.ndarray]:
     """Entries, renumbered into display order (`entry` is updated in place).
 
     Each is headed by its highest-scoring event (the first in canonical order on a tie);
@@ -316,8 +328,8 @@ def _entries(events: dict[str, np.ndarray], entry: np.ndarray) -> dict[str, np.n
     if n == 0:
         empty = np.array([], dtype=np.int64)
         return {"lead": empty, "members": empty, "starts": empty, "count": empty,
-                "fired": empty.astype(np.uint64), "score": empty, "child": empty,
-                "day": empty, "process": empty}
+                "fired": empty.astype(np.uint64), "lead_fired": empty.astype(np.uint64),
+                "score": empty, "child": empty, "day": empty, "process": empty}
     by_entry = np.lexsort((np.arange(n), -events["score"].astype(np.int64), entry))
     starts = np.r_[0, np.flatnonzero(np.diff(entry[by_entry])) + 1]
     lead = by_entry[starts]
@@ -331,7 +343,9 @@ def _entries(events: dict[str, np.ndarray], entry: np.ndarray) -> dict[str, np.n
     lead = by_entry[starts]
     return {"lead": lead, "members": by_entry, "starts": starts,
             "count": np.diff(np.r_[starts, n]),
-            "fired": np.bitwise_or.reduceat(events["fired"][by_entry], starts),
+            "fired": np.bitwise_or.reduceat(events["fired"][by_entry] & raising, starts)
+            | events["fired"][lead],
+            "lead_fired": events["fired"][lead],
             "score": events["score"][lead], "child": events["child"][lead],
             "day": events["day"][lead], "process": events["process"][lead]}
 
@@ -377,7 +391,7 @@ def _shown(scored: pd.DataFrame, events: dict[str, np.ndarray], entry: np.ndarra
         "end_date": heads["end_date"].to_numpy(),
         "event_type": event_type.to_numpy(),
         "category": event_type.map({k: v.category for k, v in types.items()}).to_numpy(),
-        "title": event_type.map({k: v.title for k, v in types.items()}).to_numpy(),
+        "title": _titles(event_type, entries["lead_fired"][which], rules),
         "detail": _details(scored, events["rows"], detail_at, rules).to_numpy(),
         "outcome": _taken(scored["outcome"], events["rows"], outcome_at).to_numpy(),
         "score": score,
@@ -392,6 +406,18 @@ def _shown(scored: pd.DataFrame, events: dict[str, np.ndarray], entry: np.ndarra
         "_process": entries["process"][which],
         "_position": lead,
     })
+
+
+def _titles(event_type: pd.Series, lead_fired: np.ndarray, rules: Rules) -> np.ndarray:
+    """The type's title, or the title of the first escalation with one that applied to
+    the heading event ("Became looked after" rather than "New care episode")."""
+    titles = event_type.map({k: v.title for k, v in rules.event_types.items()}).to_numpy(
+        dtype=object)
+    for bit, escalation in reversed(list(enumerate(rules.escalations))):
+        if escalation.title:
+            applies = (lead_fired >> np.uint64(bit)) & np.uint64(1) == 1
+            titles = np.where(applies, escalation.title, titles)
+    return titles
 
 
 def _taken(column: pd.Series, rows: np.ndarray, at: np.ndarray) -> pd.Series:
@@ -438,7 +464,12 @@ def _collapsible(scored: pd.DataFrame, events: dict[str, np.ndarray],
         rows = events["rows"][entries["lead"]]
         start = scored["event_date"].to_numpy()[rows].astype("datetime64[D]")
         end = scored["end_date"].to_numpy()[rows].astype("datetime64[D]")
-        over = np.where(np.isnat(end), start, np.maximum(start, end))
+        names = list(rules.event_types)
+        lasting = np.isin(entries["process"], [names.index(t) for t in LASTING_EVENT_TYPES])
+        # Something that lasts and has not ended (an open case, the current home) is
+        # never history; an event that does not last is over on its day.
+        over = np.where(np.isnat(end), np.where(lasting, np.datetime64("NaT"), start),
+                        np.maximum(start, end))
         old = over < np.datetime64(cutoff.date(), "D")
         collapsible |= old & (score < rules.levels.key)
     return collapsible
@@ -482,12 +513,13 @@ def _summaries(scored: pd.DataFrame, events: dict[str, np.ndarray], entry: np.nd
 
     names = list(rules.event_types)
     pair = events_run * len(names) + events["process"][in_run]
-    pairs, pair_count = np.unique(pair, return_counts=True)
+    pairs, pair_index, pair_count = np.unique(pair, return_inverse=True, return_counts=True)
     pair_run, pair_type = pairs // len(names), pairs % len(names)
-    # Within a summary, the kinds that matter most first (by base score), then the
-    # commonest, then in process order.
-    base = np.array([rules.event_types[t].score for t in names])
-    order = np.lexsort((pair_type, -pair_count, -base[pair_type], pair_run))
+    pair_score = np.zeros(len(pairs), dtype=np.int64)
+    np.maximum.at(pair_score, pair_index.ravel(), events["score"][in_run].astype(np.int64))
+    # Within a summary, the kinds that matter most first (the highest score among their
+    # events), then the commonest, then in process order.
+    order = np.lexsort((pair_type, -pair_count, -pair_score, pair_run))
     pair_run, pair_type, pair_count = pair_run[order], pair_type[order], pair_count[order]
     # "9 child protection visits": worded once per distinct count and kind.
     worded, inverse = np.unique(pair_count * len(names) + pair_type, return_inverse=True)
@@ -533,7 +565,7 @@ def _summary_reasons(entries: dict[str, np.ndarray], run: np.ndarray, top: np.nd
     """Why each summary is there, then every escalation that fired inside it."""
     members = np.flatnonzero(run >= 0)  # in display order, so each run is contiguous
     starts = np.r_[0, np.flatnonzero(np.diff(run[members])) + 1]
-    fired = np.bitwise_or.reduceat(entries["fired"][members], starts)
+    fired = np.bitwise_or.reduceat(entries["fired"][members] & _raising(rules), starts)
     history = top >= rules.levels.significant
     keys = pd.DataFrame({"history": history, "fired": fired})
     group = keys.groupby(["history", "fired"], sort=False).ngroup().to_numpy()
@@ -596,10 +628,11 @@ def _gaps(found: pd.DataFrame, rules: Rules, children: _ChildRank) -> pd.DataFra
     days = found["days"].astype("str")
     title = ("No visit recorded for " + days + " days").where(
         ~found["is_open"], "No visit recorded for " + days + " days, to date")
-    period_words = {"cp_plan": "a child protection plan", "cin_plan": "a child in need plan",
-                    "looked_after": "looked after", "cin_episode": "an open case",
-                    "early_help": "early help", "placement": "in a placement",
-                    "missing": "missing", "legal_status": "a legal status"}
+    period_words = {"cp_plan": "on a child protection plan",
+                    "cin_plan": "on a child in need plan", "looked_after": "looked after",
+                    "cin_episode": "the case was open", "early_help": "in early help",
+                    "placement": "in a placement", "missing": "missing",
+                    "legal_status": "under a legal status"}
     detail = ("while " + found["kind"].map(period_words) + "; the standard is a visit at least "
               "every " + found["max_days"].astype("str") + " days")
     start = found["start_date"].to_numpy().astype("datetime64[ns]")
@@ -647,10 +680,14 @@ def _event_lists(scored: pd.DataFrame, rows: np.ndarray, final_row: np.ndarray,
     sorted_row = final_row[order]
     offsets = pa.array(np.r_[0, np.cumsum(np.bincount(sorted_row, minlength=n_rows))]
                        .astype(np.int32))
-    # The same record can give several events of one entry (a plan's start and end).
-    same = pc.equal(source.slice(1), source.slice(0, len(source) - 1)).to_numpy(
-        zero_copy_only=False) if len(source) > 1 else np.array([], dtype=bool)
-    keep = ~np.r_[False, same & (sorted_row[1:] == sorted_row[:-1])]
+    # The same record can give several events of one entry (a plan's start and end):
+    # it is listed once, where it first appears.
+    code = np.asarray(pc.dictionary_encode(source).indices.to_numpy(zero_copy_only=False),
+                      dtype=np.int64)
+    first = np.unique(sorted_row * (code.max() + 1 if len(code) else 1) + code,
+                      return_index=True)[1]
+    keep = np.zeros(len(source), dtype=bool)
+    keep[first] = True
     source_offsets = pa.array(np.r_[0, np.cumsum(np.bincount(sorted_row[keep],
                                                              minlength=n_rows))].astype(np.int32))
     return (pd.Series(pd.arrays.ArrowExtensionArray(pa.ListArray.from_arrays(

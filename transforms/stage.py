@@ -229,7 +229,8 @@ def _cin_episodes(frame: pd.DataFrame, shard: Shard) -> list[pd.DataFrame]:
     return [
         _events(frame, t, "primary", "referral", "cine_referral_date",
                 end_date="cine_close_date", code="cine_cin_primary_need_code",
-                detail="cine_referral_source_code", outcome=outcome, **common),
+                detail=frame["cine_referral_source_desc"].fillna(
+                    frame["cine_referral_source_code"]), outcome=outcome, **common),
         _events(frame, t, "close", "case_closed", "cine_close_date",
                 code="cine_close_reason", **common),
     ]
@@ -485,6 +486,15 @@ EVENT_TYPES: tuple[str, ...] = (
     "legal_status_start", "legal_status_end", "cla_review", "cla_visit", "health_check",
     "missing_start", "missing_end", "care_leaver_contact", "worker_allocated", "worker_ended",
     *PERMANENCE_MILESTONES.values(), "case_note",
+)
+
+
+# Start events of things that last: their `end_date` says when it ended, and an empty
+# one means it is still going on (for other events `end_date` is always empty).
+LASTING_EVENT_TYPES: tuple[str, ...] = (
+    "address_start", "immigration_status_start", "early_help_start", "referral",
+    "assessment_start", "cin_plan_start", "s47_start", "cp_plan_start", "cla_episode_start",
+    "placement_start", "legal_status_start", "missing_start", "worker_allocated",
 )
 
 
