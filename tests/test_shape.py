@@ -126,7 +126,8 @@ def test_older_significant_history_is_summarised_key_events_are_not() -> None:
     # keep their own entries. The 2020 address is still the home (no end): not over.
     assert entries["event_type"].tolist() == ["summary", "cp_plan_start", "address_start",
                                               "address_start", "referral"]
-    assert entries.iloc[0]["level"] == "significant"
+    # The summary is context: the default view is key events and recent significant ones.
+    assert entries.iloc[0]["level"] == "context" and entries.iloc[0]["score"] == 50
     assert entries.iloc[0]["reasons"][0].startswith("history:")
 
 

@@ -242,9 +242,17 @@ def _joins(scored: pd.DataFrame, events: dict[str, np.ndarray], key: np.ndarray,
     day = events["day"][involved]
     kind = process[involved]
     key = key.copy()
+    # Only events in a same-day group (key >= 0) or in a join can move; the rest (most
+    # case notes) keep their own entry, so the work is done on the movable ones only.
+    can_move = key >= 0
+    can_move[involved] = True
+    movable = np.flatnonzero(can_move)
     for _ in range(len(rules.merge.joins) + 1):
         # What each entry would score now: a group joins only an entry scoring as much.
-        best = pd.Series(events["score"]).groupby(key).transform("max").to_numpy()
+        codes, _ = pd.factorize(key[movable])
+        top = pd.Series(events["score"][movable]).groupby(codes).max().to_numpy()
+        best = np.zeros(len(key), dtype=np.int64)
+        best[movable] = top[codes]
         old_keys, new_keys = [], []
         for join in rules.merge.joins:
             ident = record if join.same == "record" else episode
@@ -270,8 +278,8 @@ def _joins(scored: pd.DataFrame, events: dict[str, np.ndarray], key: np.ndarray,
             break
         new = np.concatenate(new_keys)
         unique_old, first_at = np.unique(old, return_index=True)
-        where = pd.Index(unique_old).get_indexer(key)
-        key = np.where(where >= 0, new[first_at][np.maximum(where, 0)], key)
+        where = pd.Index(unique_old).get_indexer(key[movable])
+        key[movable] = np.where(where >= 0, new[first_at][np.maximum(where, 0)], key[movable])
     return key
 
 
@@ -542,8 +550,11 @@ def _summaries(scored: pd.DataFrame, events: dict[str, np.ndarray], entry: np.nd
         "title": title.to_numpy(),
         "detail": _seen(scored, events, in_run, events_run, n, rules).to_numpy(),
         "outcome": pd.Series(pd.NA, index=range(n), dtype="str").to_numpy(),
+        # A summary is routine reading whatever it counts: its score is the highest of
+        # its entries (never key), its level context, so the default view is key events
+        # plus the last `history_years` of significant ones.
         "score": top.astype(np.int16),
-        "level": np.asarray(levels_of(top, rules).astype(str)),
+        "level": "context",
         "reasons": pd.Series(pd.arrays.ArrowExtensionArray(
             _summary_reasons(entries, run, top, n, rules))),
         "merged_count": count,
@@ -681,10 +692,10 @@ def _event_lists(scored: pd.DataFrame, rows: np.ndarray, final_row: np.ndarray,
     offsets = pa.array(np.r_[0, np.cumsum(np.bincount(sorted_row, minlength=n_rows))]
                        .astype(np.int32))
     # The same record can give several events of one entry (a plan's start and end):
-    # it is listed once, where it first appears.
-    code = np.asarray(pc.dictionary_encode(source).indices.to_numpy(zero_copy_only=False),
-                      dtype=np.int64)
-    first = np.unique(sorted_row * (code.max() + 1 if len(code) else 1) + code,
+    # it is listed once, where it first appears. A record is its table and its row.
+    table_code = pd.factorize(scored["source_table"])[0].astype(np.int64)[rows[order]]
+    record = scored["source_row"].to_numpy().astype(np.int64)[rows[order]] * 64 + table_code
+    first = np.unique(sorted_row * (record.max() + 1 if len(record) else 1) + record,
                       return_index=True)[1]
     keep = np.zeros(len(source), dtype=bool)
     keep[first] = True
