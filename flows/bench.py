@@ -20,11 +20,11 @@ import pandas as pd
 
 from fixtures.generator import DEMO_AS_OF
 from flows.source import read_source, source_url
-from flows.steps import stage_and_write_shard, validate_table
+from flows.steps import ShardOutcome, score_and_shape, stage_and_write_shard, validate_table
 from flows.validation import SuiteRunner
 from transforms.prepare import prepare
 from transforms.reconcile import event_reconciliation, quality_report
-from transforms.rules import load_rules
+from transforms.rules import Rules, load_rules
 from transforms.shards import by_shard
 from transforms.ssd import TABLES
 
@@ -48,6 +48,15 @@ def _database(path: Path, children: int, seed: int) -> tuple[Path, str]:
     meta.write_text(json.dumps(wanted))
     rows = sum(report.rows.values())
     return path, f"generated in {report.seconds:.1f} s ({rows / report.seconds:,.0f} rows/s)"
+
+
+def _score_and_shape_again(folder: Path, outcome: ShardOutcome, rules: Rules
+                           ) -> dict[str, float]:
+    clock = time.perf_counter()
+    events = pd.read_parquet(folder / "events" / f"shard={outcome.shard}")
+    read_s = time.perf_counter() - clock
+    shaped = score_and_shape(events, outcome.people, rules, AS_OF, "bench")
+    return {"read": read_s, **shaped.seconds}
 
 
 def run_benchmark(database: Path, children: int, seed: int, shards: int, workers: int
@@ -90,8 +99,15 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
             item[0], item[1], AS_OF, runner, Path(folder), rules, "bench"), enumerate(parts)))
         del parts
         stage_s = time.perf_counter() - clock
+        total = time.perf_counter() - started
+        cpu_after = os.times()
+        # Scoring and shaping alone: the run's events read back shard by shard and put
+        # through the same code, so their time is not mixed with staging's.
+        clock = time.perf_counter()
+        alone = list(pool.map(lambda outcome: _score_and_shape_again(
+            Path(folder), outcome, rules), outcomes))
+        alone_s = time.perf_counter() - clock
     events = sum(sum(o.events_by_table.values()) for o in outcomes)
-    total = time.perf_counter() - started
 
     cpu: dict[str, float] = {}
     for outcome in [*tables, *outcomes]:
@@ -107,15 +123,18 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
     for name, seconds in cpu.items():
         yield f"  thread time in {name:<21}{seconds:>9.1f}"
     yield f"{'total':<36}{total:>9.1f}{rows / total:>14,.0f}"
-    cpu_after = os.times()
     # System time is mostly the kernel handing out fresh zeroed memory: it falls when
     # fewer copies of the tables are made.
     yield (f"CPU time: user {cpu_after.user - cpu_before.user:.1f} s, "
            f"system {cpu_after.system - cpu_before.system:.1f} s")
     yield f"peak memory (max RSS): {_peak_mb():,.0f} MB"
-    shaping = cpu.get("score", 0.0) + cpu.get("shape", 0.0)
-    yield (f"scoring + shaping {events:,} events: {shaping:.1f} s of thread time "
-           f"({events / shaping:,.0f} events/s), across {workers} workers")
+    read_s = sum(seconds["read"] for seconds in alone)
+    work = {name: sum(seconds[name] for seconds in alone) for name in ("score", "shape",
+                                                                        "children")}
+    yield (f"score + shape alone, {events:,} events read back from the run's Parquet on "
+           f"{workers} workers: {alone_s:.1f} s wall ({events / alone_s:,.0f} events/s); "
+           f"thread time: read {read_s:.1f} s, score {work['score']:.1f} s, shape "
+           f"{work['shape']:.1f} s, children's header facts {work['children']:.1f} s")
     table, entries = event_reconciliation(outcomes)
     children = pd.concat([o.children for o in outcomes], ignore_index=True)
     quality = quality_report(children, entries, table)

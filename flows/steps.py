@@ -130,21 +130,13 @@ def stage_and_write_shard(number: int, kept: dict[str, pd.DataFrame], as_of: pd.
     sinks.write_partition(events, version / "events", number)
     outcome.seconds["write_events"] = time.perf_counter() - clock
 
-    clock = time.perf_counter()
-    scored = scored_events(events, rules)
+    shaped = score_and_shape(events, outcome.people, rules, as_of, run_id, first_seen)
     del events
-    outcome.seconds["score"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    day = as_of.normalize()
-    found = periods(scored, rules)
-    shaped = chronology(scored, found, stage.births_of(outcome.people), rules, day, run_id,
-                        first_seen)
-    outcome.children = children(outcome.people, found, scored, shaped.entries, day)
-    outcome.periods = found
+    outcome.children = shaped.children
+    outcome.periods = shaped.periods
     outcome.accounting = shaped.accounting
     outcome.filtered = shaped.filtered
-    outcome.seconds["shape"] = time.perf_counter() - clock
-    del scored
+    outcome.seconds.update(shaped.seconds)
 
     clock = time.perf_counter()
     entries = shaped.entries
@@ -161,6 +153,40 @@ def stage_and_write_shard(number: int, kept: dict[str, pd.DataFrame], as_of: pd.
     sinks.write_partition(entries, version / "chronology", number)
     outcome.seconds["write_chronology"] = time.perf_counter() - clock
     return outcome
+
+
+@dataclass
+class ShapedShard:
+    """A shard's chronology and the tables made with it."""
+
+    entries: pd.DataFrame
+    children: pd.DataFrame
+    periods: pd.DataFrame
+    accounting: pd.DataFrame
+    filtered: pd.DataFrame
+    seconds: dict[str, float]
+
+
+def score_and_shape(events: pd.DataFrame, people: pd.DataFrame, rules: Rules,
+                    as_of: pd.Timestamp, run_id: str, first_seen: pd.Series | None = None
+                    ) -> ShapedShard:
+    """Score a shard's validated events and shape them into its chronology, periods and
+    children's header facts."""
+    clock = time.perf_counter()
+    scored = scored_events(events, rules)
+    score_s = time.perf_counter() - clock
+    clock = time.perf_counter()
+    day = as_of.normalize()
+    found = periods(scored, rules)
+    shaped = chronology(scored, found, stage.births_of(people), rules, day, run_id,
+                        first_seen)
+    shape_s = time.perf_counter() - clock
+    clock = time.perf_counter()
+    header = children(people, found, scored, shaped.entries, day)
+    return ShapedShard(entries=shaped.entries, children=header, periods=found,
+                       accounting=shaped.accounting, filtered=shaped.filtered,
+                       seconds={"score": score_s, "shape": shape_s,
+                                "children": time.perf_counter() - clock})
 
 
 def _entry_counts(entries: pd.DataFrame) -> dict[str, int]:

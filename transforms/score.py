@@ -119,11 +119,21 @@ def escalation_reasons(bits: int, rules: Rules) -> list[str]:
 # types, and returns which of those it applies to. They are registered by the `kind`
 # used in the rules file.
 
-def _first_of_child(columns: _Columns, rows: np.ndarray, rule) -> np.ndarray:
-    """The child's earliest event of these types (the first in input order on a tie)."""
+def _in_time_order(columns: _Columns, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                    np.ndarray]:
+    """Positions of `rows` by child, day and event id (ids break ties, so the answer does
+    not depend on the order the events came in); with their child codes and days."""
     child = columns.codes("child_id", rows)
     when = columns.array("event_date", rows).astype("datetime64[D]").astype(np.int64)
-    order = np.lexsort((np.arange(len(rows)), when, child))
+    ids = arrow_text(columns.events["event_id"]).take(pa.array(rows))
+    rank = np.empty(len(rows), dtype=np.int64)
+    rank[np.asarray(pc.sort_indices(ids))] = np.arange(len(rows))
+    return np.lexsort((rank, when, child)), child, when
+
+
+def _first_of_child(columns: _Columns, rows: np.ndarray, rule) -> np.ndarray:
+    """The child's earliest event of these types (the smallest event id on a tie)."""
+    order, child, _ = _in_time_order(columns, rows)
     first = np.r_[True, child[order][1:] != child[order][:-1]]
     hit = np.empty(len(rows), dtype=bool)
     hit[order] = first
@@ -132,9 +142,7 @@ def _first_of_child(columns: _Columns, rows: np.ndarray, rule) -> np.ndarray:
 
 def _repeated(columns: _Columns, rows: np.ndarray, rule) -> np.ndarray:
     """The count-th (or later) event within `within_days` days, this one included."""
-    child = columns.codes("child_id", rows)
-    when = columns.array("event_date", rows).astype("datetime64[D]").astype(np.int64)
-    order = np.lexsort((when, child))
+    order, child, when = _in_time_order(columns, rows)
     back = rule.count - 1
     child, when = child[order], when[order]
     hit_sorted = np.zeros(len(rows), dtype=bool)

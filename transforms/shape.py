@@ -258,6 +258,8 @@ def _joins(scored: pd.DataFrame, events: dict[str, np.ndarray], key: np.ndarray,
             ident = record if join.same == "record" else episode
             anchor = np.flatnonzero((kind == names.index(join.joins)) & (ident >= 0))
             follower = np.flatnonzero((kind == names.index(join.event_type)) & (ident >= 0))
+            if len(anchor) == 0 or len(follower) == 0:
+                continue
             # The first anchor of each record or episode, in canonical order.
             first = pd.Index(ident[anchor]).drop_duplicates(keep="first")
             anchor = anchor[pd.Index(ident[anchor]).get_indexer(first)]
@@ -273,7 +275,7 @@ def _joins(scored: pd.DataFrame, events: dict[str, np.ndarray], key: np.ndarray,
                     <= join.within_days
             old_keys.append(key[moving[ok]])
             new_keys.append(key[target[ok]])
-        old = np.concatenate(old_keys)
+        old = np.concatenate(old_keys) if old_keys else np.array([], dtype=np.int64)
         if len(old) == 0:
             break
         new = np.concatenate(new_keys)
