@@ -80,8 +80,8 @@ def children(people: pd.DataFrame, periods: pd.DataFrame, events: pd.DataFrame,
     open_now = periods[(periods["start_date"] <= as_of)
                        & (periods["end_date"].isna() | (periods["end_date"] > as_of))]
     frame["current_status"] = _status(ids, periods, open_now, events)
-    frame["legal_status"] = _latest_open(ids, open_now, "legal_status", labelled=True)
-    frame["placement"] = _latest_open(ids, open_now, "placement", labelled=True)
+    frame["legal_status"] = _latest_open(ids, open_now, "legal_status")
+    frame["placement"] = _latest_open(ids, open_now, "placement")
     workers = events[events["event_type"].eq("worker_allocated").to_numpy(dtype=bool)
                      & events["end_date"].isna().to_numpy(dtype=bool)
                      & (events["event_date"] <= as_of).to_numpy(dtype=bool)]
@@ -157,8 +157,8 @@ def _status(ids: pd.Series, periods: pd.DataFrame, open_now: pd.DataFrame,
     return np.array(words, dtype=object)[status]
 
 
-def _latest_open(ids: pd.Series, open_now: pd.DataFrame, kind: str, labelled: bool
-                 ) -> np.ndarray:
+def _latest_open(ids: pd.Series, open_now: pd.DataFrame, kind: str) -> np.ndarray:
+    """The latest open period of a kind, as "C2 (full care order)"."""
     found = open_now[open_now["kind"].eq(kind).to_numpy(bool)].sort_values(
         ["child_id", "start_date"]).drop_duplicates("child_id", keep="last")
     words = found["label"].fillna(found["code"])

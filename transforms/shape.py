@@ -1,15 +1,17 @@
 """Shape: turn a shard's scored events into coherent chronologies, one per child.
 
-The steps, each a rule from the rules file:
+The steps, each driven by the rules file:
 1. leave out events scored below `context` (counted, with their type's reason);
-2. merge the same happening recorded by several sources (events of one child on one
-   day in the same merge group, and case notes that join their day's best entry) into
-   one entry, headed by its highest-scoring event and listing every source;
-3. collapse runs of routine (context) entries between significant ones into counted
+2. order each child's events by day, process order (the order of `event_types` in the
+   rules), time and event id;
+3. merge the same happening recorded by several sources into one entry, headed by its
+   highest-scoring event and listing every source: same-day groups, `joins` (the steps
+   of one process, wherever their dates fall) and `join_same_day` (a note or contact
+   joining its day's best entry);
+4. collapse runs of routine entries, and older significant history, into counted
    summary entries;
-4. add gap entries where no visit was recorded for longer than a visit standard allows;
-5. order each child's entries by date, then process order (the order of `event_types`
-   in the rules), and number them `seq` 1..n.
+5. add gap entries where no visit was recorded for longer than a visit standard allows;
+6. number each child's entries `seq` 1..n in display order, with the age at each.
 
 Everything is column arithmetic over the whole shard: no Python loop runs per child or
 per event. Every kept event ends up in exactly one entry (`event_ids`), so the
@@ -39,7 +41,6 @@ COLLAPSE_REASON = ("collapse: Routine activity between significant events, count
                    "entry; expand it to see each one")
 HISTORY_REASON = ("history: Earlier history, summarised as the rules' history_years asks; "
                   "expand it to see each entry")
-_TEXT = pd.ArrowDtype(pa.large_string())
 _LIST = pd.ArrowDtype(pa.list_(pa.string()))
 
 ENTRY_COLUMNS: dict[str, object] = {
@@ -101,7 +102,7 @@ def chronology(scored: pd.DataFrame, periods_: pd.DataFrame, births: pd.Series,
     entries["collapsible"] = _collapsible(scored, events, entries, rules, as_of)
     run = _runs(entries, rules.collapse.min_run)
     summaries = _summaries(scored, events, entry, entries, run, rules)
-    shown = _shown(scored, events, entry, entries, run, rules)
+    shown = _shown(scored, events, entries, run, rules)
     gaps = _gaps(visit_gaps(periods_, scored, rules, as_of), rules, children)
     n_summaries = len(summaries)
     shown["_key"] = np.flatnonzero(run < 0)
@@ -381,7 +382,7 @@ def _last_with(values: pd.Series, events: dict[str, np.ndarray],
     return last[which]
 
 
-def _shown(scored: pd.DataFrame, events: dict[str, np.ndarray], entry: np.ndarray,
+def _shown(scored: pd.DataFrame, events: dict[str, np.ndarray],
            entries: dict[str, np.ndarray], run: np.ndarray, rules: Rules) -> pd.DataFrame:
     """The entries that stay on their own (not collapsed), with their text."""
     which = np.flatnonzero(run < 0)
@@ -558,7 +559,7 @@ def _summaries(scored: pd.DataFrame, events: dict[str, np.ndarray], entry: np.nd
         "score": top.astype(np.int16),
         "level": "context",
         "reasons": pd.Series(pd.arrays.ArrowExtensionArray(
-            _summary_reasons(entries, run, top, n, rules))),
+            _summary_reasons(entries, run, top, rules))),
         "merged_count": count,
         "is_summary": True,
         "is_gap": False,
@@ -574,7 +575,7 @@ def _counted(count: int, spec) -> str:
 
 
 def _summary_reasons(entries: dict[str, np.ndarray], run: np.ndarray, top: np.ndarray,
-                     n: int, rules: Rules) -> pa.Array:
+                     rules: Rules) -> pa.Array:
     """Why each summary is there, then every escalation that fired inside it."""
     members = np.flatnonzero(run >= 0)  # in display order, so each run is contiguous
     starts = np.r_[0, np.flatnonzero(np.diff(run[members])) + 1]
