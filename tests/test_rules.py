@@ -58,8 +58,8 @@ MISTAKES = [
     ("  key: 70\n  significant: 40", "  key: 30\n  significant: 40", "key: 30",
      "thresholds must fall"),
     ("  death:\n", "  dead:\n", "dead:", "'dead' is not an event type"),
-    ("    - [missing_start, missing_end]", "    - [missing_start, missing_end, referral]",
-     "missing_end, referral]", "already in a group"),
+    ("    - [missing_start, missing_end]", "    - [missing_start, missing_end, birth]",
+     "missing_end, birth]", "already in a group"),
     ("  - {id: factor_trafficking,", "  - {id: factor_missing,",
      "codes: [12A]", "used twice"),
 ]
