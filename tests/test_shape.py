@@ -79,6 +79,18 @@ def test_joins_put_a_process_in_one_entry_across_days() -> None:
     assert entry["outcome"] == "no further action"
 
 
+def test_an_episode_never_joins_another_childs_entry() -> None:
+    entries = entries_of(
+        {"event_type": "referral", "event_date": "2024-01-05", "episode_id": "R1"},
+        # C2's assessment wrongly names C1's referral: it must stay in C2's chronology.
+        {"event_type": "assessment_completed", "event_date": "2024-02-01", "episode_id": "R1",
+         "child_id": "C2", "source_table": "ssd_cin_assessments", "source_id": "AS1"},
+    )
+    by_child = entries.groupby("child_id")["event_ids"].agg(lambda ids: sorted(
+        i for listed in ids for i in listed)).to_dict()
+    assert by_child == {"C1": ["t:0:0"], "C2": ["ssd_cin_assessments:AS1:1"]}
+
+
 def test_an_escalated_step_keeps_its_own_entry() -> None:
     entries = entries_of(
         {"event_type": "referral", "event_date": "2025-01-10", "episode_id": "R1"},

@@ -239,7 +239,11 @@ def _joins(scored: pd.DataFrame, events: dict[str, np.ndarray], key: np.ndarray,
     record = _codes(pc.binary_join_element_wise(
         arrow_text(scored["source_table"]).take(at), arrow_text(scored["source_id"]).take(at),
         pa.scalar(":", pa.large_string())))
-    episode = _codes(arrow_text(scored["episode_id"]).take(at))
+    # An episode is the child's: a row that names another child's referral (the sources
+    # only check that the referral exists) must not join that child's entry.
+    episode_of_any = _codes(arrow_text(scored["episode_id"]).take(at))
+    episode = np.where(episode_of_any >= 0, pd.factorize(
+        events["child"][involved] * (episode_of_any.max() + 1) + episode_of_any)[0], -1)
     day = events["day"][involved]
     kind = process[involved]
     key = key.copy()
