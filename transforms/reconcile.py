@@ -33,13 +33,9 @@ def reconciliation(extracted: Mapping[str, int], outcomes: Iterable[_Counted],
     The three counts come from three places (the reader, the shards' kept rows and the
     rejects), so a row lost or duplicated on the way shows as an unbalanced table.
     """
-    staged: dict[str, int] = {}
-    events: dict[str, int] = {}
-    for outcome in outcomes:
-        for name, count in outcome.rows_staged.items():
-            staged[name] = staged.get(name, 0) + count
-        for name, count in outcome.events_by_table.items():
-            events[name] = events.get(name, 0) + count
+    outcomes = list(outcomes)
+    staged = _summed(o.rows_staged for o in outcomes)
+    events = _summed(o.events_by_table for o in outcomes)
     rejected = rejects.groupby("table").size()
     table = pd.DataFrame({"table": sorted(extracted)})
     table["rows_in"] = table["table"].map(extracted).astype("int64")
@@ -48,6 +44,15 @@ def reconciliation(extracted: Mapping[str, int], outcomes: Iterable[_Counted],
     table["events"] = table["table"].map(events).fillna(0).astype("int64")
     table["balanced"] = table["rows_in"] == table["rows_staged"] + table["rows_rejected"]
     return table
+
+
+def _summed(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    """Counts by name, added up over the shards."""
+    total: dict[str, int] = {}
+    for shard in counts:
+        for name, count in shard.items():
+            total[name] = total.get(name, 0) + count
+    return total
 
 
 def check_balanced(table: pd.DataFrame) -> None:
@@ -72,13 +77,8 @@ def event_reconciliation(outcomes: Iterable[_Shaped]) -> tuple[pd.DataFrame, dic
         table = pd.concat(parts).groupby("table", as_index=False)[columns].sum()
     else:
         table = pd.DataFrame({c: pd.Series(dtype="int64") for c in ["table", *columns]})
-    staged: dict[str, int] = {}
-    entries: dict[str, int] = {}
-    for outcome in outcomes:
-        for name, count in outcome.events_by_table.items():
-            staged[name] = staged.get(name, 0) + count
-        for name, count in outcome.entries.items():
-            entries[name] = entries.get(name, 0) + count
+    staged = _summed(o.events_by_table for o in outcomes)
+    entries = _summed(o.entries for o in outcomes)
     table.insert(1, "staged", table["table"].map(staged).fillna(0).astype("int64"))
     table["balanced"] = (table["events"] == table["staged"]) & (
         table["events"] == table[["entry", "merged", "collapsed", "filtered"]].sum(axis=1))
