@@ -27,6 +27,7 @@ from transforms.prepare import Prepared, prepare
 from transforms.reconcile import (
     check_balanced,
     check_events_balanced,
+    event_problems,
     event_reconciliation,
     quality_report,
     reconciliation,
@@ -177,8 +178,9 @@ def build_chronologies(
             timings[f"thread.{name}"] = timings.get(f"thread.{name}", 0.0) + seconds
 
     counts = reconciliation(extracted, shard_outcomes, rejects)
-    summary = run_summary(counts, rejects, findings, people, children, max_reject_share)
     event_counts, entry_counts = event_reconciliation(shard_outcomes)
+    summary = run_summary(counts, rejects, findings, people, children, max_reject_share,
+                          events_balanced=not event_problems(event_counts, entry_counts))
     filtered = pd.concat([o.filtered for o in shard_outcomes], ignore_index=True)
     manifest = {
         "run_id": run_id,

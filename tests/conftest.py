@@ -51,12 +51,14 @@ def literal_events(*rows: dict, birth: str = "2012-01-01") -> pd.DataFrame:
     unless it gives its own."""
     born = pd.Timestamp(birth)
     filled = []
+    positions: dict[tuple[str, str], int] = {}  # one source row per record, as staging has
     for number, row in enumerate(rows):
         when = pd.Timestamp(row["event_date"])
         table = row.get("source_table", "t")
         record = row.get("source_id", str(number))
+        position = positions.setdefault((table, record), len(positions))
         filled.append({"child_id": "C1", "event_id": f"{table}:{record}:{number}",
-                       "source_table": table, "source_id": record, "source_row": number,
+                       "source_table": table, "source_id": record, "source_row": position,
                        "date_precision": "day", "age_days": (when.normalize() - born).days,
                        **row})
     return _typed(pd.DataFrame(filled), EVENT_COLUMNS)

@@ -62,6 +62,13 @@ MISTAKES = [
      "missing_end, birth]", "already in a group"),
     ("  - {id: factor_trafficking,", "  - {id: factor_missing,",
      "codes: [12A]", "used twice"),
+    # YAML would let the second key win without a word.
+    ("  key: 70\n", "  key: 70\n  key: 75\n", "key: 75", "given twice"),
+    # Strict values: true is not a score, and an unquoted NO is YAML's false.
+    ("{score: 90, category: family, title: Born", "{score: true, category: family, title: Born",
+     "score: true", "valid integer"),
+    ('codes: ["NO", REFU]', "codes: [NO, REFU]", "codes: [NO, REFU]", "quote it"),
+    ("    - [missing_start, missing_end]", "    - []", "    - []", "at least 1 item"),
 ]
 
 
@@ -91,6 +98,10 @@ def test_a_rules_file_missing_an_event_type_is_refused(tmp_path: Path) -> None:
 
 
 def test_unreadable_files_are_clear_errors(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.yml"
+    deep.write_text("[" * 5000 + "]" * 5000, encoding="utf-8")
+    with pytest.raises(RulesError, match="not a readable YAML file"):
+        load_rules(deep)
     with pytest.raises(RulesError, match="cannot read the rules file"):
         load_rules(tmp_path / "absent.yml")
     broken = tmp_path / "broken.yml"

@@ -248,3 +248,41 @@ def test_children_header_facts() -> None:
     assert row["last_seen"] == pd.Timestamp("2025-03-15")
     assert row["last_seen_alone"] == pd.Timestamp("2025-03-15")
     assert (row["worker"], row["team"]) == ("W1", "North")
+
+
+def test_gaps_are_per_child_even_when_period_ids_collide() -> None:
+    rows = []
+    for child, start, visit in (("C1", "2025-10-01", "2025-10-15"),
+                                ("C2", "2026-01-01", "2026-01-20")):
+        rows += [{"event_type": "cla_episode_start", "event_date": start, "child_id": child,
+                  "episode_id": "X", "code": "S", "source_id": f"E{child}"},
+                 {"event_type": "cla_visit", "event_date": visit, "child_id": child,
+                  "seen": "Y", "seen_alone": "Y"}]
+    scored = scored_events(events(*rows), RULES)
+    gaps = visit_gaps(periods(scored, RULES), scored, RULES, AS_OF)
+    # Both children's periods of care are "looked_after:X"; each is measured on its own
+    # visits: C1 from 15 Oct to 31 Mar (167 days), C2 from 20 Jan (70 days: no gap).
+    assert gaps[["child_id", "days"]].values.tolist() == [["C1", 167]]
+
+
+def test_a_visit_at_a_time_on_the_last_day_counts() -> None:
+    frame = events(
+        {"event_type": "cp_plan_start", "event_date": "2026-03-05"},
+        {"event_type": "cp_visit", "event_date": "2026-03-31 10:00", "seen": "Y",
+         "seen_alone": "Y"},
+    )
+    scored = scored_events(frame, RULES)
+    gaps = visit_gaps(periods(scored, RULES), scored, RULES, AS_OF)
+    # 26 days from the plan's start to the visit on the "as of" day: a gap that the visit
+    # ended, not one still running "to date".
+    assert gaps[["days", "is_open"]].values.tolist() == [[26, False]]
+
+
+def test_two_records_of_one_type_on_one_day_stay_two_entries() -> None:
+    entries = entries_of(
+        {"event_type": "missing_start", "event_date": "2025-05-01 08:00", "source_id": "M1",
+         "code": "M"},
+        {"event_type": "missing_start", "event_date": "2025-05-01 20:00", "source_id": "M2",
+         "code": "M"},
+    )
+    assert entries["merged_count"].tolist() == [1, 1]

@@ -59,8 +59,8 @@ STATUS_ORDER: tuple[tuple[str, str], ...] = (
     ("early_help", "early help"),
 )
 SEEN_TYPES = ("cin_visit", "cp_visit", "cla_visit", "assessment_completed")
-_HASHED = ["entry_id", "seq", "event_date", "end_date", "title", "detail", "outcome",
-           "level", "score", "merged_count"]
+_HASHED = ["entry_id", "seq", "event_date", "end_date", "age_at_event", "event_type",
+           "category", "title", "detail", "outcome", "level", "score", "merged_count"]
 
 
 def children(people: pd.DataFrame, periods: pd.DataFrame, events: pd.DataFrame,
@@ -72,8 +72,8 @@ def children(people: pd.DataFrame, periods: pd.DataFrame, events: pd.DataFrame,
         ["worker_allocated", "immigration_status_start", "care_leaver_contact", "contact",
          "referral", "s47_start", *SEEN_TYPES]), dtype=bool)
     source_rows = _source_rows(events)
-    events = events[["child_id", "event_type", "event_date", "end_date", "detail", "worker",
-                     "team", "seen", "seen_alone"]][wanted]
+    events = events[["child_id", "event_id", "event_type", "event_date", "end_date", "detail",
+                     "worker", "team", "seen", "seen_alone"]][wanted]
     frame = people[["child_id", "forename", "surname", "birth_date", "expected_birth_date",
                     "death_date", "sex", "ethnicity", "disabilities", "nationality",
                     "has_ehcp"]].copy()
@@ -83,10 +83,12 @@ def children(people: pd.DataFrame, periods: pd.DataFrame, events: pd.DataFrame,
     frame["legal_status"] = _latest_open(ids, open_now, "legal_status")
     frame["placement"] = _latest_open(ids, open_now, "placement")
     workers = events[events["event_type"].eq("worker_allocated").to_numpy(dtype=bool)
-                     & events["end_date"].isna().to_numpy(dtype=bool)
+                     & (events["end_date"].isna() | (events["end_date"] > as_of))
+                     .to_numpy(dtype=bool)
                      & (events["event_date"] <= as_of).to_numpy(dtype=bool)]
-    latest = workers.sort_values(["child_id", "event_date"]).drop_duplicates(
-        "child_id", keep="last").set_index("child_id")
+    # The latest open allocation; on a tie, the last by event id, whatever the row order.
+    latest = workers.sort_values(["child_id", "event_date", "event_id"], kind="stable"
+                                 ).drop_duplicates("child_id", keep="last").set_index("child_id")
     frame["worker"] = lookup(ids, latest["worker"]).to_numpy()
     frame["team"] = lookup(ids, latest["team"]).to_numpy()
     immigration = events[events["event_type"].eq("immigration_status_start").to_numpy(bool)]
@@ -160,7 +162,8 @@ def _status(ids: pd.Series, periods: pd.DataFrame, open_now: pd.DataFrame,
 def _latest_open(ids: pd.Series, open_now: pd.DataFrame, kind: str) -> np.ndarray:
     """The latest open period of a kind, as "C2 (full care order)"."""
     found = open_now[open_now["kind"].eq(kind).to_numpy(bool)].sort_values(
-        ["child_id", "start_date"]).drop_duplicates("child_id", keep="last")
+        ["child_id", "start_date", "period_id"], kind="stable").drop_duplicates(
+        "child_id", keep="last")
     words = found["label"].fillna(found["code"])
     text = (found["code"] + " " + "(" + words + ")").where(words != found["code"], found["code"])
     return lookup(ids, pd.Series(text.to_numpy(), index=found["child_id"].to_numpy(),
@@ -168,7 +171,8 @@ def _latest_open(ids: pd.Series, open_now: pd.DataFrame, kind: str) -> np.ndarra
 
 
 def _content_hash(ids: pd.Series, entries: pd.DataFrame) -> np.ndarray:
-    """A hash of the child's entries: it changes exactly when their chronology does."""
+    """A hash of the child's entries as a page shows them (their dates, words, levels and
+    counts; reasons follow from the rules, whose hash the manifest records)."""
     if entries.empty:
         return pd.Series(pd.NA, index=ids.index, dtype="str").to_numpy()
     row_hash = pd.util.hash_pandas_object(entries[_HASHED], index=False).to_numpy()

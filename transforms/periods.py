@@ -85,7 +85,8 @@ def periods(events: pd.DataFrame, rules: Rules) -> pd.DataFrame:
     found = pd.concat(parts, ignore_index=True)
     found["is_open"] = found["end_date"].isna()
     return (found.reindex(columns=list(PERIOD_COLUMNS)).astype(PERIOD_COLUMNS)
-            .sort_values(["child_id", "start_date", "kind", "period_id"], ignore_index=True))
+            .sort_values(["child_id", "start_date", "kind", "period_id", "source"],
+                         kind="stable", ignore_index=True))
 
 
 def _periods_of_care(starts: pd.DataFrame) -> pd.DataFrame:
@@ -96,7 +97,9 @@ def _periods_of_care(starts: pd.DataFrame) -> pd.DataFrame:
     open while any is open. The first episode gives the code (why care began).
     """
     key = starts["episode_id"].fillna(starts["source_id"]).to_numpy()
-    ordered = starts.assign(_key=key).sort_values(["child_id", "_key", "event_date"])
+    # Ties (two episodes starting one day) broken by record, whatever the row order.
+    ordered = starts.assign(_key=key).sort_values(
+        ["child_id", "_key", "event_date", "source_id"], kind="stable")
     grouped = ordered.groupby(["child_id", "_key"], sort=False)
     first = grouped.head(1)
     still_open = (grouped["end_date"].count() < grouped.size()).to_numpy()
@@ -117,30 +120,35 @@ def visit_gaps(periods_: pd.DataFrame, events: pd.DataFrame, rules: Rules,
         open_ = periods_[periods_["kind"].eq(standard.period).to_numpy(dtype=bool)]
         if open_.empty:
             continue
-        end = open_["end_date"].fillna(as_of).clip(upper=as_of)
-        span = pd.DataFrame({"child_id": open_["child_id"].to_numpy(),
+        # Whole days throughout: a visit at 10:00 on the last day still counts.
+        day = as_of.normalize()
+        end = open_["end_date"].dt.normalize().fillna(day).clip(upper=day)
+        # Each open period is its own span (two children's periods can share an id).
+        span = pd.DataFrame({"span": np.arange(len(open_)),
+                             "child_id": open_["child_id"].to_numpy(),
                              "period_id": open_["period_id"].to_numpy(),
-                             "start": open_["start_date"].to_numpy(), "end": end.to_numpy(),
-                             "is_open": open_["is_open"].to_numpy()})
+                             "start": open_["start_date"].dt.normalize().to_numpy(),
+                             "end": end.to_numpy(), "is_open": open_["is_open"].to_numpy()})
         span = span[span["start"] <= span["end"]]
         visits = events[["child_id", "event_date"]][
             np.asarray(events["event_type"].isin(standard.visits), dtype=bool)]
+        visits = visits.assign(event_date=visits["event_date"].dt.normalize())
         during = span.merge(visits, on="child_id")
         during = during[(during["event_date"] >= during["start"])
                         & (during["event_date"] <= during["end"])]
         points = pd.concat([
-            span[["period_id", "start"]].rename(columns={"start": "date"}).assign(edge=0),
-            during[["period_id", "event_date"]].rename(columns={"event_date": "date"})
+            span[["span", "start"]].rename(columns={"start": "date"}).assign(edge=0),
+            during[["span", "event_date"]].rename(columns={"event_date": "date"})
             .assign(edge=1),
-            span[["period_id", "end"]].rename(columns={"end": "date"}).assign(edge=2),
-        ], ignore_index=True).sort_values(["period_id", "date", "edge"], kind="stable",
+            span[["span", "end"]].rename(columns={"end": "date"}).assign(edge=2),
+        ], ignore_index=True).sort_values(["span", "date", "edge"], kind="stable",
                                           ignore_index=True)
         previous = points["date"].shift()
-        same = points["period_id"].eq(points["period_id"].shift()).to_numpy()
-        days = (points["date"].dt.normalize() - previous.dt.normalize()).dt.days
+        same = points["span"].eq(points["span"].shift()).to_numpy()
+        days = (points["date"] - previous).dt.days
         long = same & (days > standard.max_days).fillna(False).to_numpy(dtype=bool)
         gaps = points[long].assign(start_date=previous[long], days=days[long]).merge(
-            span[["period_id", "child_id", "is_open"]], on="period_id")
+            span[["span", "period_id", "child_id", "is_open"]], on="span")
         # A gap that runs to "as of" of an open period is still going on.
         still = gaps["is_open"] & gaps["edge"].eq(2)
         found.append(pd.DataFrame({

@@ -24,7 +24,7 @@ LEVELS = ("key", "significant", "context")
 PERIOD_KINDS = ("cin_episode", "early_help", "cin_plan", "cp_plan", "looked_after",
                 "placement", "missing", "legal_status")
 # Escalations are tracked as bits of one 64-bit mask per event.
-MAX_ESCALATIONS = 63
+MAX_ESCALATIONS = 64
 _ID = r"^[a-z][a-z0-9_]*$"
 
 
@@ -33,7 +33,8 @@ class RulesError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a score of `true` or "70" is a mistake, not 1 or 70.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Levels(_Strict):
@@ -123,7 +124,8 @@ class Join(_Strict):
 class Merge(_Strict):
     join_same_day: list[str]
     joins: list[Join] = Field(default_factory=list)
-    groups: list[list[str]]
+    # At most 63 groups, each of at least one type: a group's number is 6 bits of a key.
+    groups: list[Annotated[list[str], Field(min_length=1)]] = Field(max_length=63)
 
 
 class Collapse(_Strict):
@@ -172,17 +174,20 @@ def load_rules(path: Path | str = DEFAULT_RULES) -> Rules:
     try:
         node = yaml.compose(text.decode("utf-8"), Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as error:
         raise RulesError(f"{path}: not a readable YAML file: {error}") from None
     if not isinstance(data, dict):
         raise RulesError(f"{path}: the rules must be a mapping of sections (levels, "
                          "event_types, ...)")
+    _no_repeated_keys(path, node)
     try:
         rules = Rules(**data)
     except ValidationError as error:
         first = error.errors()[0]
+        hint = (" (YAML reads an unquoted yes, no, on or off as true or false: quote it)"
+                if isinstance(first.get("input"), bool) else "")
         raise RulesError(_where(path, node, first["loc"]) + f": {_field(first['loc'])}: "
-                         f"{first['msg']}") from None
+                         f"{first['msg']}{hint}") from None
     _check(rules, path, node)
     rules._digest = hashlib.sha256(text).hexdigest()[:12]
     return rules
@@ -227,6 +232,25 @@ def _check(rules: Rules, path: Path, node: yaml.Node) -> None:
         grouped |= set(group)
     for index, standard in enumerate(rules.visit_gaps):
         _known(standard.visits, ("visit_gaps", index, "visits"), fail)
+
+
+def _no_repeated_keys(path: Path, node: yaml.Node) -> None:
+    """YAML lets a later key silently replace an earlier one; in rules that hides a
+    mistake, so a key given twice is an error naming both lines."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key, value in current.value:
+                line = key.start_mark.line + 1
+                if key.value in seen:
+                    raise RulesError(f"{path} line {line}: '{key.value}' is given twice "
+                                     f"(also line {seen[key.value]})")
+                seen[key.value] = line
+                stack.append(value)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
 
 
 def _known(types: list[str], loc: tuple, fail: Any) -> None:

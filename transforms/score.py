@@ -17,10 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.frames import arrow_text
-from transforms.rules import LEVELS, Rules
+from transforms.rules import LEVELS, Escalation, Rules
 
 FILTERED = "filtered"
-SCORED_COLUMNS = ("score", "level", "fired")
 
 
 def scored_events(events: pd.DataFrame, rules: Rules) -> pd.DataFrame:
@@ -80,9 +79,16 @@ class _Columns:
 
 
 def type_codes(event_types: pd.Series, types: list[str]) -> np.ndarray:
-    """Position of each event's type in `types` (-1 for a type not listed)."""
+    """Position of each event's type in `types`.
+
+    The events suite rejects unknown types and the rules name every type, so an unknown
+    one here is a fault; it must not quietly take another type's score."""
     found = pc.index_in(arrow_text(event_types), value_set=pa.array(types, pa.large_string()))
-    return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    codes = np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    if (codes < 0).any():
+        unknown = sorted(set(pd.Series(event_types)[codes < 0].astype(str)))
+        raise ValueError(f"event types the rules do not know: {', '.join(unknown)}")
+    return codes
 
 
 def levels_of(score: np.ndarray, rules: Rules) -> pd.Categorical:
@@ -195,7 +201,7 @@ def _text_mentions(columns: _Columns, rows: np.ndarray, rule) -> np.ndarray:
         pattern, case=False, regex=True))
 
 
-ESCALATIONS: dict[str, Callable[[pd.DataFrame, object], np.ndarray]] = {
+ESCALATIONS: dict[str, Callable[[_Columns, np.ndarray, Escalation], np.ndarray]] = {
     "first_of_child": _first_of_child,
     "repeated": _repeated,
     "code_in": _codes,

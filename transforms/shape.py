@@ -103,7 +103,7 @@ def chronology(scored: pd.DataFrame, periods_: pd.DataFrame, births: pd.Series,
     run = _runs(entries, rules.collapse.min_run)
     summaries = _summaries(scored, events, entry, entries, run, rules)
     shown = _shown(scored, events, entries, run, rules)
-    gaps = _gaps(visit_gaps(periods_, scored, rules, as_of), rules, children)
+    gaps = _gaps(visit_gaps(periods_, scored, rules, as_of), rules, children, as_of)
     n_summaries = len(summaries)
     shown["_key"] = np.flatnonzero(run < 0)
     if n_summaries:
@@ -127,9 +127,10 @@ def chronology(scored: pd.DataFrame, periods_: pd.DataFrame, births: pd.Series,
     event_entry = np.where(run[entry] >= 0, len(entries["lead"]) + run[entry], entry)
     is_lead = np.zeros(len(entry), dtype=bool)
     is_lead[entries["lead"]] = True
+    # A summary lists what it counts in time order; an entry lists its head first.
     table["event_ids"], table["sources"] = _event_lists(scored, events["rows"],
-                                                        final_row[event_entry], is_lead,
-                                                        len(table))
+                                                        final_row[event_entry],
+                                                        is_lead & (run[entry] < 0), len(table))
     table["age_days"], table["age_at_event"] = _ages(table, births)
     first = (pd.Series(pd.NA, index=table.index, dtype="str") if first_seen is None
              else pd.Series(table["entry_id"].map(first_seen), dtype="str"))
@@ -182,7 +183,10 @@ def _canonical(scored: pd.DataFrame, kept: np.ndarray, rules: Rules,
     joins = [list(rules.event_types).index(t) for t in rules.merge.join_same_day]
     return {"rows": kept[order], "child": child[order], "day": day[order],
             "process": process[order], "score": score[order], "fired": fired[order],
-            "joins": np.isin(process[order], joins)}
+            # A note or contact that an escalation raised keeps its own entry: its text
+            # is what the reason points at.
+            "joins": np.isin(process[order], joins)
+            & ((fired[order] & _raising(rules)) == 0)}
 
 
 def _ties_by_event_id(order: np.ndarray, key: np.ndarray, event_ids: pd.Series,
@@ -214,7 +218,14 @@ def _merged(scored: pd.DataFrame, events: dict[str, np.ndarray], rules: Rules) -
     group = group_of[events["process"]]
     day = events["day"]
     day_key = events["child"] * 1_000_000 + (day - day.min() if n else day)
-    key = np.where(group >= 0, day_key * 64 + group, -1 - np.arange(n))
+    # Two records of one type on one day (two missing episodes, two reviews) are two
+    # happenings: the n-th event of each type joins the n-th of the others. Events of
+    # one (child, day, type) are next to each other in canonical order.
+    same_kind = day_key * 64 + events["process"]
+    starts = np.r_[True, same_kind[1:] != same_kind[:-1]] if n else np.array([], dtype=bool)
+    run_start = np.maximum.accumulate(np.where(starts, np.arange(n), 0)) if n else starts
+    occurrence = np.minimum(np.arange(n) - run_start, 63)
+    key = np.where(group >= 0, (day_key * 64 + group) * 64 + occurrence, -1 - np.arange(n))
     if rules.merge.joins:
         key = _joins(scored, events, key, rules)
     entry = pd.factorize(key)[0]
@@ -236,12 +247,12 @@ def _joins(scored: pd.DataFrame, events: dict[str, np.ndarray], key: np.ndarray,
     if len(involved) == 0:
         return key
     at = pa.array(events["rows"][involved])
-    record = _codes(pc.binary_join_element_wise(
+    record = _value_codes(pc.binary_join_element_wise(
         arrow_text(scored["source_table"]).take(at), arrow_text(scored["source_id"]).take(at),
         pa.scalar(":", pa.large_string())))
     # An episode is the child's: a row that names another child's referral (the sources
     # only check that the referral exists) must not join that child's entry.
-    episode_of_any = _codes(arrow_text(scored["episode_id"]).take(at))
+    episode_of_any = _value_codes(arrow_text(scored["episode_id"]).take(at))
     episode = np.where(episode_of_any >= 0, pd.factorize(
         events["child"][involved] * (episode_of_any.max() + 1) + episode_of_any)[0], -1)
     day = events["day"][involved]
@@ -266,8 +277,7 @@ def _joins(scored: pd.DataFrame, events: dict[str, np.ndarray], key: np.ndarray,
             if len(anchor) == 0 or len(follower) == 0:
                 continue
             # The first anchor of each record or episode, in canonical order.
-            first = pd.Index(ident[anchor]).drop_duplicates(keep="first")
-            anchor = anchor[pd.Index(ident[anchor]).get_indexer(first)]
+            anchor = anchor[~pd.Index(ident[anchor]).duplicated(keep="first")]
             found = pd.Index(ident[anchor]).get_indexer(ident[follower])
             ok = found >= 0
             target = involved[anchor[np.maximum(found, 0)]]
@@ -290,7 +300,7 @@ def _joins(scored: pd.DataFrame, events: dict[str, np.ndarray], key: np.ndarray,
     return key
 
 
-def _codes(values: pa.Array) -> np.ndarray:
+def _value_codes(values: pa.Array) -> np.ndarray:
     """An integer per distinct value (-1 where missing)."""
     indices = pc.dictionary_encode(values).indices.fill_null(-1)
     return np.asarray(indices.to_numpy(zero_copy_only=False), dtype=np.int64)
@@ -637,7 +647,15 @@ def _long_date(iso: str) -> str:
 
 # ----------------------------------------------------------------------- gaps
 
-def _gaps(found: pd.DataFrame, rules: Rules, children: _ChildRank) -> pd.DataFrame:
+def _over_before_history(end: pd.Series, rules: Rules, as_of: pd.Timestamp) -> np.ndarray:
+    if rules.collapse.history_years is None:
+        return np.zeros(len(end), dtype=bool)
+    cutoff = as_of.normalize() - pd.DateOffset(years=rules.collapse.history_years)
+    return np.asarray(end < cutoff, dtype=bool)
+
+
+def _gaps(found: pd.DataFrame, rules: Rules, children: _ChildRank, as_of: pd.Timestamp
+          ) -> pd.DataFrame:
     """Gap entries: where no visit was recorded for longer than a standard allows."""
     if found.empty:
         return pd.DataFrame()
@@ -658,7 +676,7 @@ def _gaps(found: pd.DataFrame, rules: Rules, children: _ChildRank) -> pd.DataFra
     child = found["child_id"]
     return pd.DataFrame({
         "child_id": child,
-        "entry_id": "gap:" + found["rule"] + ":" + found["period_id"] + ":" +
+        "entry_id": "gap:" + found["rule"] + ":" + child + ":" + found["period_id"] + ":" +
         found["start_date"].dt.strftime("%Y-%m-%d"),
         "event_date": start,
         "end_date": found["end_date"].to_numpy(),
@@ -668,7 +686,9 @@ def _gaps(found: pd.DataFrame, rules: Rules, children: _ChildRank) -> pd.DataFra
         "detail": detail,
         "outcome": pd.Series(pd.NA, index=found.index, dtype="str"),
         "score": score,
-        "level": np.asarray(levels_of(score, rules).astype(str)),
+        # A gap over before the history window is history too: routine reading.
+        "level": np.where(_over_before_history(found["end_date"], rules, as_of), "context",
+                          np.asarray(levels_of(score, rules).astype(str))),
         "reasons": pd.Series(pd.arrays.ArrowExtensionArray(pa.array(
             [[r] for r in reason], pa.list_(pa.string())))),
         "merged_count": 0,
