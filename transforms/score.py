@@ -31,14 +31,17 @@ def scored_events(events: pd.DataFrame, rules: Rules) -> pd.DataFrame:
     score = base[type_code].astype(np.int16)
     fired = np.zeros(len(events), dtype=np.uint64)
     columns = _Columns(events)
+    # The rows of each type, found once: an escalation looks only at its types' rows.
+    by_type = np.argsort(type_code, kind="stable")
+    bounds = np.searchsorted(type_code[by_type], np.arange(len(types) + 1))
     for bit, escalation in enumerate(rules.escalations):
-        rows = np.flatnonzero(np.isin(type_code, [types.index(t) for t in escalation.event_types]))
+        rows = np.sort(np.concatenate([by_type[bounds[i]:bounds[i + 1]] for i in
+                                       (types.index(t) for t in escalation.event_types)]))
         if len(rows) == 0:
             continue
-        hit = np.zeros(len(events), dtype=bool)
-        hit[rows] = ESCALATIONS[escalation.kind](columns, rows, escalation)
-        score = np.where(hit, score + escalation.points, score)
-        fired |= np.where(hit, np.uint64(1) << np.uint64(bit), np.uint64(0))
+        hit = rows[ESCALATIONS[escalation.kind](columns, rows, escalation)]
+        score[hit] += escalation.points
+        fired[hit] |= np.uint64(1) << np.uint64(bit)
     score = np.clip(score, 0, 100).astype(np.int16)
     return events.assign(score=score, level=levels_of(score, rules), fired=fired)
 
@@ -191,8 +194,8 @@ def _not_seen_alone(columns: _Columns, rows: np.ndarray, rule) -> np.ndarray:
 
 
 def _flagged(columns: _Columns, rows: np.ndarray, rule) -> np.ndarray:
-    flags = pd.array(columns.array("flagged_significant", rows), dtype="boolean")
-    return flags.fillna(False).to_numpy(dtype=bool)
+    flags = columns.events["flagged_significant"].iloc[rows]
+    return flags.astype("boolean").fillna(False).to_numpy(dtype=bool)
 
 
 def _text_mentions(columns: _Columns, rows: np.ndarray, rule) -> np.ndarray:
