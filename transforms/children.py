@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow.compute as pc
 
 from transforms.frames import arrow_text, lookup
+from transforms.stage import source_records
 
 CHILD_COLUMNS: dict[str, str] = {
     "child_id": "str",
@@ -125,9 +126,7 @@ def children(people: pd.DataFrame, periods: pd.DataFrame, events: pd.DataFrame,
 
 def _source_rows(events: pd.DataFrame) -> pd.Series:
     """The child of each distinct source row behind the events (one row can give two)."""
-    table = pd.factorize(events["source_table"])[0].astype(np.int64)
-    row = events["source_row"].to_numpy().astype(np.int64)
-    first = ~pd.Series(row * 64 + table).duplicated().to_numpy()
+    first = ~pd.Series(source_records(events)).duplicated().to_numpy()
     return events["child_id"][first]
 
 

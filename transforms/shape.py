@@ -31,7 +31,7 @@ from transforms.frames import arrow_text, per_distinct
 from transforms.periods import visit_gaps
 from transforms.rules import Rules
 from transforms.score import FILTERED, escalation_reasons, levels_of, reason_lists, type_codes
-from transforms.stage import LASTING_EVENT_TYPES
+from transforms.stage import LASTING_EVENT_TYPES, source_records
 
 SUMMARY_TYPE = "summary"
 GAP_TYPE = "visit_gap"
@@ -720,8 +720,7 @@ def _event_lists(scored: pd.DataFrame, rows: np.ndarray, final_row: np.ndarray,
                        .astype(np.int32))
     # The same record can give several events of one entry (a plan's start and end):
     # it is listed once, where it first appears. A record is its table and its row.
-    table_code = pd.factorize(scored["source_table"])[0].astype(np.int64)[rows[order]]
-    record = scored["source_row"].to_numpy().astype(np.int64)[rows[order]] * 64 + table_code
+    record = source_records(scored)[rows[order]]
     first = np.unique(sorted_row * (record.max() + 1 if len(record) else 1) + record,
                       return_index=True)[1]
     keep = np.zeros(len(source), dtype=bool)

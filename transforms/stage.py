@@ -503,6 +503,14 @@ def _typed(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     return full.astype(columns).reset_index(drop=True)
 
 
+def source_records(events: pd.DataFrame) -> np.ndarray:
+    """One integer per source record behind each event: its table and its row in the
+    extract (the start and end events of one record share it)."""
+    table = pd.factorize(events["source_table"])[0].astype(np.int64)
+    # 64 tables at most: the SSD contract has 29.
+    return events["source_row"].to_numpy().astype(np.int64) * 64 + table
+
+
 def births_of(people: pd.DataFrame) -> pd.Series:
     """Birth (or expected birth) date by child id."""
     birth = people["birth_date"].fillna(people["expected_birth_date"])
