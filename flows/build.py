@@ -20,9 +20,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import sinks
 from flows.cli import DEFAULT_MAX_REJECT_SHARE, DEFAULT_SHARDS
+from flows.site import SiteReport, render_site
 from flows.source import SourceSchemaError, read_source, safe_url, source_url
 from flows.steps import ShardOutcome, TableOutcome, stage_and_write_shard, validate_table
 from flows.validation import SuiteRunner
+from transforms.pages import RunInfo, page_ids
 from transforms.prepare import Prepared, prepare
 from transforms.reconcile import (
     check_balanced,
@@ -102,6 +104,12 @@ def write_outputs(version: Path, rejects: pd.DataFrame, findings: pd.DataFrame,
     sinks.write_json({"results": validation}, version / "validation" / "results.json")
 
 
+@task(cache_policy=NO_CACHE)
+def render_pages(version: Path, shards: int, workers: int, rules: Rules, run: RunInfo
+                 ) -> SiteReport:
+    return render_site(version, shards, workers, rules, run)
+
+
 @flow(name="build-chronologies", log_prints=False,
       task_runner=ThreadPoolTaskRunner(max_workers=2))
 def build_chronologies(
@@ -168,11 +176,17 @@ def build_chronologies(
     findings = pd.concat([t.findings for t in tables], ignore_index=True)
     people = pd.concat([o.people for o in shard_outcomes], ignore_index=True)
     children_table = pd.concat([o.children for o in shard_outcomes], ignore_index=True)
+    children_table["page_id"] = page_ids(children_table["child_id"])
     write_outputs(version, rejects, findings, people, children_table,
                   pd.concat([o.periods for o in shard_outcomes], ignore_index=True),
                   [r for t in tables for r in t.validation] +
                   [r for o in shard_outcomes for r in o.validation])
     lap("write")
+
+    site = render_pages(version, shards, workers, ruleset, RunInfo(
+        run_id=run_id, generated_at=started, as_of=as_of_date, rules_hash=ruleset.digest,
+        marks_new=(Path(out) / sinks.CURRENT / "manifest.json").exists()))
+    lap("render")
     for outcome in [*tables, *shard_outcomes]:
         for name, seconds in outcome.seconds.items():
             timings[f"thread.{name}"] = timings.get(f"thread.{name}", 0.0) + seconds
@@ -198,6 +212,7 @@ def build_chronologies(
             "filtered_by_rule": _filtered_by_rule(filtered),
         },
         "quality": quality_report(children_table, entry_counts, event_counts),
+        "site": {"path": str(version / "site"), **site.summary()},
         "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
         "versions": _versions(),
     }

@@ -77,7 +77,8 @@ def demo_data(path: Path, children: int, seed: int, bad_rate: float, no_case_not
 @click.option("--shards", default=DEFAULT_SHARDS, show_default=True,
               type=click.IntRange(1, 4096), help="Shards of children, processed independently.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
-              help="Threads for reading tables.")
+              help="Threads for reading tables and building shards; processes for rendering "
+              "pages.")
 @click.option("--as-of", "as_of", help="Date the data is as of (YYYY-MM-DD). Default: today "
               "(for the bundled demo database, the day its records run up to).")
 @click.option("--max-reject-share", default=DEFAULT_MAX_REJECT_SHARE, show_default=True,
@@ -89,7 +90,7 @@ def demo_data(path: Path, children: int, seed: int, bad_rate: float, no_case_not
 def build(source: str | None, out: str, children: str | None, shards: int, workers: int,
           as_of: str | None, max_reject_share: float, rules_file: str | None) -> None:
     """Run the main flow: extract, validate, stage, score and shape the source into
-    per-child chronologies."""
+    per-child chronologies, and render a page for each child."""
     if source is None:
         from fixtures.generator import DEMO_AS_OF
 
@@ -192,8 +193,12 @@ def _print_summary(manifest: dict, out: Path) -> None:
                f"{manifest['rows_rejected']:,} rows rejected ({manifest['reject_share']:.2%}); "
                f"{sum(f['rows'] for f in manifest['findings']):,} rows kept with findings")
     _print_chronology(manifest)
+    site = manifest["site"]
+    click.echo(f"pages: {site['pages']:,} child pages and the index in {site['seconds']:.1f} s; "
+               f"median page {site['median_page_bytes'] / 1024:,.0f} KB, largest "
+               f"{site['largest_page_bytes'] / 1024:,.0f} KB")
     if manifest["published"]:
-        click.echo(f"outputs: {out / 'current'}")
+        click.echo(f"outputs: {out / 'current'}; pages: {out / 'current' / 'site' / 'index.html'}")
     else:
         click.echo(f"outputs: {manifest['version']} (a run for some children; "
                    f"{out / 'current'} is unchanged)")

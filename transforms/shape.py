@@ -27,11 +27,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.frames import arrow_text, per_distinct
+from transforms.frames import arrow_text, lookup, per_distinct
 from transforms.periods import visit_gaps
 from transforms.rules import Rules
 from transforms.score import FILTERED, escalation_reasons, levels_of, reason_lists, type_codes
 from transforms.stage import LASTING_EVENT_TYPES, source_records
+from transforms.words import long_date, plural
 
 SUMMARY_TYPE = "summary"
 GAP_TYPE = "visit_gap"
@@ -131,7 +132,7 @@ def chronology(scored: pd.DataFrame, periods_: pd.DataFrame, births: pd.Series,
     table["event_ids"], table["sources"] = _event_lists(scored, events["rows"],
                                                         final_row[event_entry],
                                                         is_lead & (run[entry] < 0), len(table))
-    table["age_days"], table["age_at_event"] = _ages(table, births)
+    table["age_days"], table["age_at_event"] = ages(table, births)
     first = (pd.Series(pd.NA, index=table.index, dtype="str") if first_seen is None
              else pd.Series(table["entry_id"].map(first_seen), dtype="str"))
     table["first_seen_run"] = first.fillna(run_id)
@@ -629,20 +630,13 @@ def _date_range(start: pd.Series, end: pd.Series) -> pd.Series:
     first = start.to_numpy().astype("datetime64[D]")
     last = end.to_numpy().astype("datetime64[D]")
     days, inverse = np.unique(np.r_[first, last], return_inverse=True)
-    long = np.array([_long_date(d) for d in days.astype(str)], dtype=object)
-    short = np.array([_long_date(d).rsplit(" ", 1)[0] for d in days.astype(str)], dtype=object)
+    long = np.array([long_date(d) for d in days.astype(str)], dtype=object)
+    short = np.array([long_date(d).rsplit(" ", 1)[0] for d in days.astype(str)], dtype=object)
     a, b = inverse[:len(first)], inverse[len(first):]
     same_year = first.astype("datetime64[Y]") == last.astype("datetime64[Y]")
     text = np.where(first == last, long[a],
                     np.where(same_year, short[a] + " – " + long[b], long[a] + " – " + long[b]))
     return pd.Series(text, dtype="str")
-
-
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def _long_date(iso: str) -> str:
-    return f"{int(iso[8:10])} {_MONTHS[int(iso[5:7]) - 1]} {iso[:4]}"
 
 
 # ----------------------------------------------------------------------- gaps
@@ -733,10 +727,9 @@ def _event_lists(scored: pd.DataFrame, rows: np.ndarray, final_row: np.ndarray,
                 source_offsets, source.filter(pa.array(keep)).cast(pa.string())))))
 
 
-def _ages(table: pd.DataFrame, births: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Age in days and in words at each entry's date; before birth, how long before."""
-    from transforms.frames import lookup
-
+def ages(table: pd.DataFrame, births: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Age in days and in words at each row's `event_date` (the child's by `child_id`,
+    from `births`); before birth, how long before."""
     birth = lookup(table["child_id"], births).to_numpy().astype("datetime64[D]")
     when = table["event_date"].to_numpy().astype("datetime64[D]")
     days = (when - birth).astype("timedelta64[D]").astype("float64")
@@ -767,24 +760,20 @@ def _ymd(dates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             (safe - months).astype(np.int64) + 1)
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
 def _age_words(code: int) -> str | None:
     kind, n = divmod(code, 1_000_000)
     if kind == 0:
         return None
     if kind == 1:
-        return "before birth" if n == 0 else f"before birth ({_plural(n, 'week')} before)"
+        return "before birth" if n == 0 else f"before birth ({plural(n, 'week')} before)"
     if kind == 2:
-        return "newborn" if n == 0 else _plural(n, "day")
+        return "newborn" if n == 0 else plural(n, "day")
     if kind == 3:
-        return _plural(n, "week")
+        return plural(n, "week")
     if kind == 4:
-        return _plural(n, "month")
+        return plural(n, "month")
     years, months = divmod(n, 12)
-    return _plural(years, "year") + (f" {_plural(months, 'month')}" if months and years < 5
+    return plural(years, "year") + (f" {plural(months, 'month')}" if months and years < 5
                                      else "")
 
 

@@ -1,0 +1,114 @@
+"""Render a run's site from its written outputs: a page per child, then the index.
+
+Pages are made shard by shard from the version folder's Parquet files, so a worker
+holds one shard at a time however many children there are. Rendering is pure Python
+(Jinja) and holds the interpreter lock, so on a big run the shards are shared among
+worker processes, not threads; a small run renders in this process, because starting a
+worker (importing pandas, pyarrow and Jinja) costs more than it saves.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from transforms.pages import (
+    MEMBER_COLUMNS,
+    RunInfo,
+    Templates,
+    child_pages,
+    index_page,
+    load_templates,
+)
+from transforms.rules import Rules
+from transforms.shards import shard_of
+
+SITE = "site"
+CHILDREN = "children"
+# Below this many children, worker processes cost more to start than they save.
+PROCESSES_FROM = 4000
+
+
+@dataclass
+class SiteReport:
+    pages: int
+    page_bytes: np.ndarray
+    seconds: float
+
+    def summary(self) -> dict:
+        sizes = self.page_bytes
+        return {
+            "pages": self.pages,
+            "seconds": round(self.seconds, 3),
+            "pages_per_second": round(self.pages / self.seconds, 1) if self.seconds else None,
+            "median_page_bytes": int(np.median(sizes)) if len(sizes) else 0,
+            "largest_page_bytes": int(sizes.max()) if len(sizes) else 0,
+            "total_bytes": int(sizes.sum()),
+        }
+
+
+def render_site(version: Path, shards: int, workers: int, rules: Rules, run: RunInfo
+                ) -> SiteReport:
+    """Write `version/site/children/<page-id>.html` for every child of the run and
+    `version/site/index.html`; the children's page ids are in `children.parquet`."""
+    clock = time.perf_counter()
+    folder = version / SITE / CHILDREN
+    folder.mkdir(parents=True, exist_ok=True)
+    children = pd.read_parquet(version / "children.parquet")
+    jobs = [(version, number, shards, rules, run) for number in range(shards)]
+    if workers > 1 and shards > 1 and len(children) >= PROCESSES_FROM:
+        # "spawn": the flow runs threads (Prefect's among them), which fork would copy
+        # in whatever state they are in.
+        with ProcessPoolExecutor(max_workers=min(workers, shards),
+                                 mp_context=get_context("spawn")) as pool:
+            sizes = list(pool.map(_render_shard_job, jobs))
+    else:
+        sizes = [_render_shard_job(job) for job in jobs]
+    (version / SITE / "index.html").write_text(index_page(children, _templates(), run),
+                                                encoding="utf-8")
+    page_bytes = np.concatenate(sizes) if sizes else np.array([], dtype=np.int64)
+    return SiteReport(pages=len(page_bytes), page_bytes=page_bytes,
+                      seconds=time.perf_counter() - clock)
+
+
+def render_shard(version: Path, number: int, shards: int, rules: Rules, run: RunInfo
+                 ) -> np.ndarray:
+    """Write the pages of one shard's children; the size of each page in bytes."""
+    children = pd.read_parquet(version / "children.parquet")
+    children = children[shard_of(children["child_id"], shards) == number]
+    children = children.sort_values("child_id", ignore_index=True)
+    wanted = set(children["child_id"])
+    periods = pd.read_parquet(version / "periods.parquet")
+    periods = periods[periods["child_id"].isin(wanted).to_numpy(dtype=bool)]
+    entries = _partition(version / "chronology", number, None)
+    members = _partition(version / "events", number, MEMBER_COLUMNS)
+    folder = version / SITE / CHILDREN
+    sizes = []
+    for page_id, html in child_pages(entries, children, periods, members, rules,
+                                     _templates(), run):
+        data = html.encode("utf-8")
+        (folder / f"{page_id}.html").write_bytes(data)
+        sizes.append(len(data))
+    return np.array(sizes, dtype=np.int64)
+
+
+def _render_shard_job(job: tuple) -> np.ndarray:
+    return render_shard(*job)
+
+
+def _partition(dataset: Path, number: int, columns: list[str] | None) -> pd.DataFrame:
+    # Every shard writes its partitions, empty or not (`flows.steps`).
+    return pd.read_parquet(dataset / f"shard={number}", columns=columns)
+
+
+@cache
+def _templates() -> Templates:
+    """The templates, loaded once per process."""
+    return load_templates()

@@ -1,0 +1,517 @@
+"""Pages: each child's chronology page and the index of children, as HTML text.
+
+A page is one self-contained file: its CSS and script are inline and named by hash in a
+Content-Security-Policy that allows nothing else, so the page can make no network
+request, and an injected script or event handler would not run even if one slipped
+past escaping (Jinja's autoescape escapes every value; the few pieces built here as
+HTML are escaped by `_escaped`). A page is made from its own child's rows only:
+`child_pages` cuts each frame by child id and checks the cut.
+
+Rendering is the hot path of a nightly run (100k pages), so the per-child work is
+little more than handing prepared values to the template: dates, reasons and the
+records a summary counts are formatted for the whole shard at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from markupsafe import Markup
+
+from transforms.rules import Rules
+from transforms.shape import ages
+from transforms.ssd import SEX
+from transforms.timeline import PERIOD_NAMES, KeyEvent, Period, svg, timeline
+from transforms.words import long_date, long_dates, plural
+
+TEMPLATES = Path(__file__).parent / "templates"
+LEVEL_WORDS = {"key": "Key", "significant": "Significant", "context": "Context"}
+SEX_WORDS = {code: word for word, code in SEX.aliases.items()}
+VISIT_TYPES = ("cin_visit", "cp_visit", "cla_visit")
+MEMBER_COLUMNS = ["event_id", "event_date", "event_type", "detail", "seen", "seen_alone",
+                  "source_table", "source_id"]
+_COUNTS = (("contacts", "contact"), ("referrals", "referral"),
+           ("s47_enquiries", "S47 enquiry"), ("cp_plans", "child protection plan"),
+           ("periods_of_care", "period of care"), ("placements", "placement"),
+           ("missing_episodes", "missing episode"))
+_NOT_SAFE = re.compile(r"[^a-z0-9_-]+")
+_SLOT = re.compile(r"\$([a-z_]+)")
+
+
+class PageError(ValueError):
+    """A page could not be made safely; nothing of it is written."""
+
+
+@dataclass(frozen=True)
+class RowTemplate:
+    """An HTML row with `$name` slots, filled for thousands of rows at once in Arrow.
+
+    A chronology row is the page's inner loop, run a million times a night: filling it
+    column-wise in Arrow costs microseconds where a Jinja loop costs milliseconds per
+    page. Escaping is by construction: `text` slots are escaped here, and `html` slots
+    take only fragments built from escaped text (`_wrapped`, `_html_lists`).
+    """
+
+    literals: tuple[str, ...]
+    slots: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> RowTemplate:
+        parts = _SLOT.split(text)
+        return cls(literals=tuple(parts[0::2]), slots=tuple(parts[1::2]))
+
+    def fill(self, text: dict[str, pa.Array], html: dict[str, pa.Array]) -> pa.Array:
+        given = set(text) | set(html)
+        if given != set(self.slots) or set(text) & set(html):
+            raise PageError(f"row template slots {sorted(set(self.slots))} do not match the "
+                            f"values given {sorted(given)}")
+        pieces: list[pa.Array | str] = [self.literals[0]]
+        for slot, literal in zip(self.slots, self.literals[1:], strict=True):
+            pieces += [_escaped(text[slot]) if slot in text else html[slot], literal]
+        return pc.binary_join_element_wise(*pieces, "")
+
+
+@dataclass(frozen=True)
+class Templates:
+    child: jinja2.Template
+    index: jinja2.Template
+    row: RowTemplate
+    style: Markup
+    child_script: Markup
+    index_script: Markup
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What every page's footer says about the run that made it."""
+
+    run_id: str
+    generated_at: datetime
+    as_of: pd.Timestamp
+    rules_hash: str
+    # False on an output's first run, when every entry is new and marking them is noise.
+    marks_new: bool
+
+    @property
+    def as_of_text(self) -> str:
+        return long_date(self.as_of.date().isoformat())
+
+    @property
+    def generated_text(self) -> str:
+        return self.generated_at.strftime("%-d %b %Y %H:%M %Z").strip()
+
+
+def load_templates(folder: Path = TEMPLATES) -> Templates:
+    """The page templates, with their CSS and scripts, from `folder`."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=True,
+                             trim_blocks=True, lstrip_blocks=True, auto_reload=False,
+                             undefined=jinja2.StrictUndefined)
+
+    def text(name: str) -> Markup:  # our own files: inserted as they are, never escaped
+        return Markup((folder / name).read_text(encoding="utf-8").strip())
+
+    return Templates(child=env.get_template("child.html.j2"),
+                     index=env.get_template("index.html.j2"),
+                     row=RowTemplate.parse(text("entry_row.html") + "\n"), style=text("page.css"),
+                     child_script=text("child.js"), index_script=text("index.js"))
+
+
+def page_id(child_id: str) -> str:
+    """The file name (without `.html`) of a child's page: safe and unique for any id.
+
+    The id's letters and digits, lower-cased and at most 40 of them, keep the name
+    recognisable; 64 bits of a hash of the whole id keep ids apart that differ only in
+    case, punctuation, length or characters outside ASCII ("A 1", "a/1", "../a1").
+    """
+    slug = _NOT_SAFE.sub("-", child_id.lower()).strip("-")[:40].strip("-") or "child"
+    return f"{slug}-{hashlib.sha256(child_id.encode('utf-8')).hexdigest()[:16]}"
+
+
+def page_ids(child_ids: pd.Series) -> pd.Series:
+    """`page_id` of each id; fails if two ids would share a page."""
+    ids = pd.Series([page_id(c) for c in child_ids], index=child_ids.index, dtype="str")
+    if ids.duplicated().any():
+        raise PageError(f"{int(ids.duplicated().sum())} child ids would share a page file")
+    return ids
+
+
+def policy(styles: Sequence[str], script: str) -> str:
+    """A Content-Security-Policy allowing just these inline styles and script: no
+    request of any kind, no other script, no event-handler attributes, no forms."""
+    def digest(text: str) -> str:
+        return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+    return (f"default-src 'none'; style-src {' '.join(digest(s) for s in styles)}; "
+            f"script-src {digest(script)}; base-uri 'none'; form-action 'none'")
+
+
+# ----------------------------------------------------------------------- child pages
+
+def child_pages(entries: pd.DataFrame, children: pd.DataFrame, periods: pd.DataFrame,
+                members: pd.DataFrame, rules: Rules, templates: Templates, run: RunInfo
+                ) -> Iterator[tuple[str, str]]:
+    """(page id, HTML) of every child in `children` (sorted by child id).
+
+    `entries` and `periods` are the children's chronology and periods; `members` their
+    events (`MEMBER_COLUMNS`), for listing what each summary entry counts.
+    """
+    entries = entries.sort_values(["child_id", "seq"], kind="stable", ignore_index=True)
+    periods = periods.sort_values(["child_id", "start_date", "kind"], kind="stable",
+                                  ignore_index=True)
+    ids = children["child_id"].astype("str").to_numpy()
+    entry_at = _slices(entries["child_id"], ids)
+    period_at = _slices(periods["child_id"], ids)
+    rows = _per_child(_entry_rows(entries, members, rules, run, templates.row), entry_at)
+    new_so_far = np.r_[0, np.cumsum(_is_new(entries, run))]
+    new = new_so_far[entry_at[1:]] - new_so_far[entry_at[:-1]]
+    categories = entries["category"].astype("str").fillna("").tolist()
+    key_rows = _key_rows(entries)
+    period_rows = _period_rows(periods)
+    headers = _headers(children, run)
+    births = children["birth_date"].fillna(children["expected_birth_date"])
+    style = templates.style
+    for i, header in enumerate(headers):
+        first, last = entry_at[i], entry_at[i + 1]
+        own_periods = period_rows[period_at[i]:period_at[i + 1]]
+        keys = [key_rows[k] for k in range(first, last) if key_rows[k]]
+        key_events = [KeyEvent(number=n, when=when, title=f"{n}. {title}, "
+                               f"{long_date(when.isoformat())}")
+                      for n, (when, title, _) in enumerate(keys, start=1)]
+        birth = births.iat[i]
+        picture = timeline([p for p, _ in own_periods], key_events,
+                           None if pd.isna(birth) else birth.date(), run.as_of.date())
+        print_style = _print_style(header)
+        yield header["page_id"], templates.child.render(
+            title=f"Chronology: {header['name']} ({header['child_id']})",
+            policy=policy([style, print_style], templates.child_script),
+            style=style, print_style=print_style, script=templates.child_script,
+            child=header, run=run, rows=rows[i], entries=last - first,
+            key_events=[{"when_text": long_date(k[0].isoformat()), "text": k[1],
+                         "anchor": k[2]} for k in keys],
+            new_entries=_new_entries(int(new[i])),
+            categories=sorted(set(categories[first:last])),
+            timeline=svg(picture, _timeline_text(picture, own_periods, len(keys))),
+            periods=[{"text": p.text} for p, _ in own_periods if p.text])
+
+
+def _new_entries(new: int) -> str:
+    if not new:
+        return ""
+    return f"{new} {'entry' if new == 1 else 'entries'} new since the previous run."
+
+
+def _slices(child_ids: pd.Series, wanted: np.ndarray) -> np.ndarray:
+    """Where each wanted child's rows start in a frame sorted by child id, and where the
+    last one's end: child i's rows are [at[i], at[i+1]) when the wanted ids are sorted."""
+    values = child_ids.astype("str").to_numpy()
+    if (wanted[1:] < wanted[:-1]).any():
+        raise PageError("children must be sorted by id")
+    starts = np.searchsorted(values, wanted, side="left")
+    ends = np.searchsorted(values, wanted, side="right")
+    # Rows of children not in `wanted` would fall between two slices: refuse them.
+    if (starts[1:] != ends[:-1]).any() or (len(values) and (starts[0] != 0
+                                                             or ends[-1] != len(values))):
+        raise PageError("rows of children without a header: refusing to render pages")
+    return np.r_[starts, ends[-1:]] if len(wanted) else np.array([0])
+
+
+def _is_new(entries: pd.DataFrame, run: RunInfo) -> np.ndarray:
+    first_seen = entries["first_seen_run"].astype("str").to_numpy()
+    return (first_seen == run.run_id) & run.marks_new
+
+
+def _entry_rows(entries: pd.DataFrame, members: pd.DataFrame, rules: Rules, run: RunInfo,
+                row: RowTemplate) -> pa.Array:
+    """The table row (HTML) of each entry, in the frame's order."""
+    is_summary = entries["is_summary"].to_numpy(dtype=bool)
+    is_gap = entries["is_gap"].to_numpy(dtype=bool)
+    level = entries["level"].astype("str").to_numpy()
+    start = entries["event_date"].to_numpy().astype("datetime64[D]")
+    end = entries["end_date"].to_numpy().astype("datetime64[D]")
+    lasting = ~is_summary & ~is_gap & ~np.isnat(end) & (end != start)
+    css = np.where(is_gap, level + " gap", np.where(is_summary, level + " summary", level))
+    level_text = np.where(is_gap, "Gap", np.where(is_summary, "Summary",
+                                                  pd.Series(level).map(LEVEL_WORDS).fillna("")))
+    count = entries["merged_count"].astype("str").to_numpy()
+    members_html = _members(entries, is_summary, members, rules)
+    sources_html = _html_lists(pa.array(entries["sources"]),
+                               lambda source: ["<li>", _escaped(source), "</li>"])
+    return row.fill(
+        text={
+            "seq": _strings(entries["seq"].astype("str")),
+            "css": _strings(css),
+            "level": _strings(level),
+            "category": _strings(entries["category"]),
+            "date_iso": _strings(pd.Series(start.astype(str)).where(~np.isnat(start), "")),
+            "date_text": _strings(long_dates(start)),
+            "age": _strings(entries["age_at_event"]),
+            "level_text": _strings(level_text),
+            "title": _strings(entries["title"]),
+        },
+        html={
+            "until": _wrapped(_strings(np.where(lasting, "until " + long_dates(end), "")),
+                              '<p class="until">', "</p>"),
+            "new": pa.array(np.where(_is_new(entries, run), '<span class="new">New</span>', ""),
+                            pa.string()),
+            "detail": _wrapped(_strings(entries["detail"]), '<p class="detail">', "</p>"),
+            "outcome": _wrapped(_strings(entries["outcome"]), '<p class="outcome">', "</p>"),
+            "members": pc.if_else(
+                pa.array(is_summary),
+                pc.binary_join_element_wise(
+                    '<details class="members"><summary>The ', _strings(count),
+                    " records counted</summary><ul>\n", members_html, "</ul></details>", ""),
+                ""),
+            "sources": pc.if_else(
+                pa.array(is_summary),
+                pc.binary_join_element_wise(_strings(count), " records, listed under the entry",
+                                            ""),
+                pc.binary_join_element_wise("<ul>", sources_html, "</ul>", "")),
+            "reasons": _reason_items(pa.array(entries["reasons"])),
+        })
+
+
+def _strings(values) -> pa.Array:
+    """Text as an Arrow string array, missing values as empty strings."""
+    array = pa.array(np.asarray(values, dtype=object), pa.string(), from_pandas=True)
+    return pc.fill_null(array, "")
+
+
+def _wrapped(text: pa.Array, before: str, after: str) -> pa.Array:
+    """`before` + escaped text + `after`, or nothing where the text is empty."""
+    return pc.if_else(pc.equal(text, ""), "",
+                      pc.binary_join_element_wise(before, _escaped(text), after, ""))
+
+
+def _per_child(rows: pa.Array, at: np.ndarray) -> list[Markup]:
+    """The rows of each child joined into one piece of HTML: child i's are [at[i], at[i+1])."""
+    offsets = pa.array(at - at[0], pa.int32())
+    return [Markup(html) for html in
+            pc.binary_join(pa.ListArray.from_arrays(offsets, rows), "").to_pylist()]
+
+
+def _html_lists(listed: pa.ListArray, item: Callable[[pa.Array], list]) -> pa.Array:
+    """Each list of `listed` as HTML: `item` gives the pieces of every element's HTML
+    (Arrow arrays and literal strings), which are joined and then joined per list.
+    Built for a whole shard at once in Arrow: millions of elements, no Python loop."""
+    if isinstance(listed, pa.ChunkedArray):
+        listed = listed.combine_chunks()
+    pieces = item(pc.cast(pc.list_flatten(listed), pa.string()))
+    html = pc.binary_join_element_wise(*pieces, "")
+    offsets = pa.array(listed.offsets.to_numpy() - listed.offsets[0].as_py(), pa.int32())
+    return pc.binary_join(pa.ListArray.from_arrays(offsets, html), "")
+
+
+def _reason_items(reasons: pa.ListArray) -> pa.Array:
+    """Each reason "rule id: sentence" as the sentence, then the rule id in brackets."""
+    def item(reason: pa.Array) -> list:
+        # A reason without a rule id splits into one part: pad it so part 1 exists.
+        parts = pc.split_pattern(pc.binary_join_element_wise(reason, ": ", ""), ": ",
+                                 max_splits=1)
+        has_rule = pc.match_substring(reason, ": ")
+        rule = pc.if_else(has_rule, pc.list_element(parts, 0), "")
+        sentence = pc.if_else(has_rule, pc.list_element(parts, 1), reason)
+        return ["<li>", _escaped(sentence), ' <span class="rule">(', _escaped(rule),
+                ")</span></li>"]
+
+    return _html_lists(reasons, item)
+
+
+def _members(entries: pd.DataFrame, is_summary: np.ndarray, members: pd.DataFrame,
+             rules: Rules) -> pa.Array:
+    """For each summary entry, the HTML list items of the records it counts, in time
+    order ("12 Jun 2024: Child protection visit, seen alone (ssd_cp_visits:CPV1)");
+    nothing for other entries."""
+    result = np.full(len(entries), "", dtype=object)
+    where = np.flatnonzero(is_summary)
+    if not len(where):
+        return pa.array(result, pa.string())
+    listed = pa.array(entries["event_ids"].iloc[where])
+    if isinstance(listed, pa.ChunkedArray):
+        listed = listed.combine_chunks()
+    records = pa.Table.from_pandas(members[MEMBER_COLUMNS], preserve_index=False)
+    # One string type throughout: Parquet and pandas give string or large_string.
+    records = records.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_large_string(
+        f.type) else f for f in records.schema]))
+    at = pc.index_in(pc.list_flatten(listed), value_set=records["event_id"])
+    if at.null_count:
+        raise PageError(f"{at.null_count} events counted in summaries are missing")
+    rows = records.take(at).combine_chunks()
+    kind = rows["event_type"]
+    titles = pa.array([rules.event_types[t].title if t in rules.event_types else t
+                       for t in pc.unique(kind).to_pylist()], pa.string())
+    visit = pc.is_in(kind, value_set=pa.array(VISIT_TYPES))
+    seen = pc.fill_null(rows["seen"], "")
+    alone = pc.fill_null(rows["seen_alone"], "")
+    seen_words = pc.case_when(
+        pc.make_struct(pc.and_(visit, pc.equal(seen, "N")),
+                       pc.and_(visit, pc.and_(pc.equal(seen, "Y"), pc.equal(alone, "Y"))),
+                       pc.and_(visit, pc.and_(pc.equal(seen, "Y"), pc.equal(alone, "N"))),
+                       pc.and_(visit, pc.equal(seen, "Y"))),
+        ", not seen", ", seen alone", ", seen, not alone", ", seen", "")
+    detail = pc.fill_null(rows["detail"], "")
+    text = pc.binary_join_element_wise(
+        pa.array(long_dates(rows["event_date"].to_numpy()), pa.string()), ": ",
+        pc.take(titles, pc.index_in(kind, value_set=pc.unique(kind))), seen_words,
+        pc.if_else(pc.equal(detail, ""), "", pc.binary_join_element_wise(": ", detail, "")),
+        " (", rows["source_table"], ":", rows["source_id"], ")", "")
+    # Rebuild the lists around the formatted texts, in the same order as the ids.
+    texts = pa.ListArray.from_arrays(
+        pa.array(listed.offsets.to_numpy() - listed.offsets[0].as_py(), pa.int32()),
+        text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text)
+    result[where] = _html_lists(texts, lambda record: ["<li>", _escaped(record), "</li>\n"]
+                                ).to_numpy(zero_copy_only=False)
+    return pa.array(result, pa.string())
+
+
+def _escaped(text: pa.Array) -> pa.Array:
+    """HTML-escape like markupsafe.escape, in Arrow: & first, then the other four."""
+    for plain, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&#34;"),
+                          ("'", "&#39;")):
+        text = pc.replace_substring(text, plain, entity)
+    return text
+
+
+def _key_rows(entries: pd.DataFrame) -> list[tuple | None]:
+    """(date, title, anchor) of each key entry that is not a summary; None for others."""
+    key = (entries["level"].eq("key").to_numpy(dtype=bool)
+           & ~entries["is_summary"].to_numpy(dtype=bool))
+    dates = entries["event_date"].dt.date.tolist()
+    titles = entries["title"].astype("str").fillna("").tolist()
+    seqs = entries["seq"].tolist()
+    return [(dates[i], titles[i], f"e-{seqs[i]}") if key[i] and dates[i] is not pd.NaT else None
+            for i in range(len(entries))]
+
+
+def _period_rows(periods: pd.DataFrame) -> list[tuple[Period, str]]:
+    """Each drawn period, with its child id."""
+    drawn = periods["kind"].isin(list(PERIOD_NAMES)).to_numpy(dtype=bool)
+    starts = periods["start_date"].dt.date.tolist()
+    ends = periods["end_date"].dt.date.tolist()
+    start_text = long_dates(periods["start_date"])
+    end_text = long_dates(periods["end_date"], missing="open")
+    rows: list[tuple[Period, str]] = []
+    for i, (kind, label, child) in enumerate(zip(periods["kind"].astype("str"),
+                                                 periods["label"].astype("str").fillna(""),
+                                                 periods["child_id"].astype("str"),
+                                                 strict=True)):
+        if not drawn[i]:
+            rows.append((Period(kind=kind, start=starts[i], end=None, text=""), child))
+            continue
+        end = None if ends[i] is pd.NaT else ends[i]
+        text = f"{PERIOD_NAMES[kind]}, {start_text[i]} – {end_text[i]}"
+        rows.append((Period(kind=kind, start=starts[i], end=end,
+                            text=f"{text}: {label}" if label else text), child))
+    return rows
+
+
+def _timeline_text(picture, own_periods: list[tuple[Period, str]], keys: int) -> str:
+    counts = Counter(p.kind for p, _ in own_periods if p.text)
+    parts = [plural(n, PERIOD_NAMES[kind].lower()) for kind, n in counts.items()]
+    listed = "; ".join(parts) if parts else "no periods of involvement"
+    return (f"Timeline from {long_date(picture.start)} to {long_date(picture.end)}: "
+            f"{listed}; {plural(keys, 'key event')}, numbered as in the list above.")
+
+
+def _print_style(header: dict) -> Markup:
+    """The printed page's running head: the child's name, birth and id on every page,
+    as a CSS string escaped so that no character of a name can end it."""
+    head = f"{header['name']}, born {header['born_text']} ({header['child_id']})"
+    quoted = "".join(c if c.isascii() and (c.isalnum() or c in " ,.()-") else f"\\{ord(c):06x}"
+                     for c in head)
+    return Markup('@media print{@page{@top-left{content:"' + quoted +
+                  '";font:9pt system-ui,sans-serif}}}')
+
+
+# ----------------------------------------------------------------------- header facts
+
+def _headers(children: pd.DataFrame, run: RunInfo) -> list[dict]:
+    """The header, "at a glance" and index values of each child, in the frame's order."""
+    frame = children.reset_index(drop=True)
+    born = frame["birth_date"]
+    expected = frame["expected_birth_date"]
+    _, age = ages(pd.DataFrame({"child_id": frame["child_id"],
+                                "event_date": pd.Series(run.as_of.normalize(), index=frame.index)}),
+                  pd.Series(born.fillna(expected).to_numpy(), index=frame["child_id"]))
+    born_text = long_dates(born)
+    expected_text = long_dates(expected)
+    died_text = long_dates(frame["death_date"])
+    seen_text = long_dates(frame["last_seen"])
+    alone_text = long_dates(frame["last_seen_alone"])
+    text = {c: frame[c].astype("str").fillna("").tolist()
+            for c in ("child_id", "forename", "surname", "sex", "ethnicity", "disabilities",
+                      "current_status", "legal_status", "placement", "worker", "team")}
+    counts = {c: frame[c].tolist() for c, _ in _COUNTS}
+    uasc = frame["uasc"].tolist()
+    key_entries = frame["key_entries"].tolist()
+    if "page_id" in frame:
+        pages = frame["page_id"].astype("str").tolist()
+    else:
+        pages = page_ids(frame["child_id"].astype("str")).tolist()
+    headers = []
+    for i in range(len(frame)):
+        name = f"{text['forename'][i]} {text['surname'][i]}".strip() or "Name not recorded"
+        if born_text[i]:
+            birth = f"{born_text[i]} ({age.iat[i]})" if age.iat[i] else born_text[i]
+            facts = [("Date of birth", birth)]
+        elif expected_text[i]:
+            facts = [("Expected date of birth", expected_text[i])]
+        else:
+            facts = [("Date of birth", "not recorded")]
+        if died_text[i]:
+            facts.append(("Died", died_text[i]))
+        worker = text["worker"][i]
+        team = text["team"][i]
+        facts += [
+            ("Sex", SEX_WORDS.get(text["sex"][i], text["sex"][i]) or "not recorded"),
+            ("Ethnicity", text["ethnicity"][i] or "not recorded"),
+            ("Disability", text["disabilities"][i] or "none recorded"),
+            ("Unaccompanied asylum-seeking child", "yes" if uasc[i] else "no"),
+            ("Status", text["current_status"][i]),
+            ("Legal status", text["legal_status"][i] or "none"),
+            ("Placement", text["placement"][i] or "none"),
+            ("Allocated worker", f"{worker} ({team})" if worker and team
+             else worker or team or "none allocated"),
+        ]
+        headers.append({
+            "child_id": text["child_id"][i], "page_id": pages[i], "name": name,
+            "born_text": born_text[i] or expected_text[i] or "date not recorded",
+            "facts": facts,
+            "seen": (f"Last seen: {seen_text[i]}." if seen_text[i]
+                     else "Not recorded as seen at a visit or assessment."),
+            "seen_alone": (f"Last seen alone: {alone_text[i]}." if alone_text[i]
+                           else "Not recorded as seen alone."),
+            "counts": [(label if counts[c][i] == 1 else _plural_label(label), counts[c][i])
+                       for c, label in _COUNTS],
+            "status": text["current_status"][i], "worker": worker, "team": team,
+            "key_entries": key_entries[i],
+        })
+    return headers
+
+
+def _plural_label(label: str) -> str:
+    return label[:-1] + "ies" if label.endswith("y") else label + "s"
+
+
+# ----------------------------------------------------------------------- index
+
+def index_page(children: pd.DataFrame, templates: Templates, run: RunInfo) -> str:
+    """The list of every child in `children`, by name, each linked to its page."""
+    ordered = children.sort_values(["surname", "forename", "child_id"], kind="stable",
+                                   ignore_index=True)
+    return templates.index.render(
+        title="Children's chronologies", policy=policy([templates.style],
+                                                        templates.index_script),
+        style=templates.style, print_style=None, script=templates.index_script, run=run,
+        children=[{**h, "born": h["born_text"]} for h in _headers(ordered, run)])
