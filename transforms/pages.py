@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 from markupsafe import Markup
 
 from transforms.rules import Rules
-from transforms.shape import ages
+from transforms.shape import ages, event_details
 from transforms.ssd import SEX
 from transforms.timeline import PERIOD_NAMES, KeyEvent, Period, svg, timeline
 from transforms.words import long_date, long_dates, plural
@@ -40,12 +40,15 @@ TEMPLATES = Path(__file__).parent / "templates"
 LEVEL_WORDS = {"key": "Key", "significant": "Significant", "context": "Context"}
 SEX_WORDS = {code: word for word, code in SEX.aliases.items()}
 VISIT_TYPES = ("cin_visit", "cp_visit", "cla_visit")
-MEMBER_COLUMNS = ["event_id", "event_date", "event_type", "detail", "seen", "seen_alone",
-                  "source_table", "source_id"]
-_COUNTS = (("contacts", "contact"), ("referrals", "referral"),
-           ("s47_enquiries", "S47 enquiry"), ("cp_plans", "child protection plan"),
-           ("periods_of_care", "period of care"), ("placements", "placement"),
-           ("missing_episodes", "missing episode"))
+MEMBER_COLUMNS = ["event_id", "event_date", "event_type", "code", "detail", "text", "seen",
+                  "seen_alone", "source_table", "source_id"]
+# The header's counts: column, then the words for one and for several.
+_COUNTS = (("contacts", "contact", "contacts"), ("referrals", "referral", "referrals"),
+           ("s47_enquiries", "S47 enquiry", "S47 enquiries"),
+           ("cp_plans", "child protection plan", "child protection plans"),
+           ("periods_of_care", "period of care", "periods of care"),
+           ("placements", "placement", "placements"),
+           ("missing_episodes", "missing episode", "missing episodes"))
 _NOT_SAFE = re.compile(r"[^a-z0-9_-]+")
 _SLOT = re.compile(r"\$([a-z_]+)")
 
@@ -147,14 +150,15 @@ def page_ids(child_ids: pd.Series) -> pd.Series:
     return ids
 
 
-def policy(styles: Sequence[str], script: str) -> str:
+def policy(styles: Sequence[str], script: str) -> Markup:
     """A Content-Security-Policy allowing just these inline styles and script: no
-    request of any kind, no other script, no event-handler attributes, no forms."""
+    request of any kind, no other script, no event-handler attributes, no forms.
+    (Markup: it holds only fixed words and base64 hashes, which need no escaping.)"""
     def digest(text: str) -> str:
         return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
-    return (f"default-src 'none'; style-src {' '.join(digest(s) for s in styles)}; "
-            f"script-src {digest(script)}; base-uri 'none'; form-action 'none'")
+    return Markup(f"default-src 'none'; style-src {' '.join(digest(s) for s in styles)}; "
+                  f"script-src {digest(script)}; base-uri 'none'; form-action 'none'")
 
 
 # ----------------------------------------------------------------------- child pages
@@ -246,7 +250,7 @@ def _entry_rows(entries: pd.DataFrame, members: pd.DataFrame, rules: Rules, run:
                                                   pd.Series(level).map(LEVEL_WORDS).fillna("")))
     count = entries["merged_count"].astype("str").to_numpy()
     members_html = _members(entries, is_summary, members, rules)
-    sources_html = _html_lists(pa.array(entries["sources"]),
+    sources_html = _html_lists(_lists(entries["sources"]),
                                lambda source: ["<li>", _escaped(source), "</li>"])
     return row.fill(
         text={
@@ -278,8 +282,14 @@ def _entry_rows(entries: pd.DataFrame, members: pd.DataFrame, rules: Rules, run:
                 pc.binary_join_element_wise(_strings(count), " records, listed under the entry",
                                             ""),
                 pc.binary_join_element_wise("<ul>", sources_html, "</ul>", "")),
-            "reasons": _reason_items(pa.array(entries["reasons"])),
+            "reasons": _reason_items(_lists(entries["reasons"])),
         })
+
+
+def _lists(values: pd.Series) -> pa.ListArray:
+    """A list-of-text column as one Arrow list array (an empty shard's may be untyped)."""
+    listed = pa.array(values, pa.list_(pa.string()))
+    return listed.combine_chunks() if isinstance(listed, pa.ChunkedArray) else listed
 
 
 def _strings(values) -> pa.Array:
@@ -305,8 +315,6 @@ def _html_lists(listed: pa.ListArray, item: Callable[[pa.Array], list]) -> pa.Ar
     """Each list of `listed` as HTML: `item` gives the pieces of every element's HTML
     (Arrow arrays and literal strings), which are joined and then joined per list.
     Built for a whole shard at once in Arrow: millions of elements, no Python loop."""
-    if isinstance(listed, pa.ChunkedArray):
-        listed = listed.combine_chunks()
     pieces = item(pc.cast(pc.list_flatten(listed), pa.string()))
     html = pc.binary_join_element_wise(*pieces, "")
     offsets = pa.array(listed.offsets.to_numpy() - listed.offsets[0].as_py(), pa.int32())
@@ -337,17 +345,19 @@ def _members(entries: pd.DataFrame, is_summary: np.ndarray, members: pd.DataFram
     where = np.flatnonzero(is_summary)
     if not len(where):
         return pa.array(result, pa.string())
-    listed = pa.array(entries["event_ids"].iloc[where])
-    if isinstance(listed, pa.ChunkedArray):
-        listed = listed.combine_chunks()
-    records = pa.Table.from_pandas(members[MEMBER_COLUMNS], preserve_index=False)
+    listed = _lists(entries["event_ids"].iloc[where])
+    at = pd.Index(members["event_id"].astype("str")).get_indexer(
+        pc.list_flatten(listed).to_numpy(zero_copy_only=False))
+    if (at < 0).any():
+        raise PageError(f"{int((at < 0).sum())} events counted in summaries are missing")
+    counted = members.iloc[at].reset_index(drop=True)
+    records = pa.Table.from_pandas(
+        counted[["event_date", "event_type", "seen", "seen_alone", "source_table", "source_id"]]
+        .assign(detail=event_details(counted, rules)), preserve_index=False)
     # One string type throughout: Parquet and pandas give string or large_string.
-    records = records.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_large_string(
-        f.type) else f for f in records.schema]))
-    at = pc.index_in(pc.list_flatten(listed), value_set=records["event_id"])
-    if at.null_count:
-        raise PageError(f"{at.null_count} events counted in summaries are missing")
-    rows = records.take(at).combine_chunks()
+    rows = records.cast(pa.schema([pa.field(f.name, pa.string())
+                                   if pa.types.is_large_string(f.type) else f
+                                   for f in records.schema])).combine_chunks()
     kind = rows["event_type"]
     titles = pa.array([rules.event_types[t].title if t in rules.event_types else t
                        for t in pc.unique(kind).to_pylist()], pa.string())
@@ -452,7 +462,7 @@ def _headers(children: pd.DataFrame, run: RunInfo) -> list[dict]:
     text = {c: frame[c].astype("str").fillna("").tolist()
             for c in ("child_id", "forename", "surname", "sex", "ethnicity", "disabilities",
                       "current_status", "legal_status", "placement", "worker", "team")}
-    counts = {c: frame[c].tolist() for c, _ in _COUNTS}
+    counts = {c: frame[c].tolist() for c, _, _ in _COUNTS}
     uasc = frame["uasc"].tolist()
     key_entries = frame["key_entries"].tolist()
     if "page_id" in frame:
@@ -492,16 +502,12 @@ def _headers(children: pd.DataFrame, run: RunInfo) -> list[dict]:
                      else "Not recorded as seen at a visit or assessment."),
             "seen_alone": (f"Last seen alone: {alone_text[i]}." if alone_text[i]
                            else "Not recorded as seen alone."),
-            "counts": [(label if counts[c][i] == 1 else _plural_label(label), counts[c][i])
-                       for c, label in _COUNTS],
+            "counts": [(one if counts[c][i] == 1 else several, counts[c][i])
+                       for c, one, several in _COUNTS],
             "status": text["current_status"][i], "worker": worker, "team": team,
             "key_entries": key_entries[i],
         })
     return headers
-
-
-def _plural_label(label: str) -> str:
-    return label[:-1] + "ies" if label.endswith("y") else label + "s"
 
 
 # ----------------------------------------------------------------------- index

@@ -453,6 +453,12 @@ def _taken(column: pd.Series, rows: np.ndarray, at: np.ndarray) -> pd.Series:
     return pd.Series(taken, dtype=column.dtype)
 
 
+def event_details(events: pd.DataFrame, rules: Rules) -> pd.Series:
+    """What each event adds to its title, as its entry would show it (see `_details`)."""
+    rows = np.arange(len(events))
+    return _details(events, rows, rows, rules)
+
+
 def _details(scored: pd.DataFrame, rows: np.ndarray, at: np.ndarray, rules: Rules
              ) -> pd.Series:
     """What an event adds to its title: the code's words (or the code), then the detail;
