@@ -13,17 +13,21 @@ import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
 from fixtures.generator import DEMO_AS_OF
+from flows import sinks
+from flows.site import render_site, site_line
 from flows.source import read_source, source_url
 from flows.steps import ShardOutcome, score_and_shape, stage_and_write_shard, validate_table
 from flows.validation import SuiteRunner
+from transforms.pages import RunInfo, page_ids
 from transforms.prepare import prepare
-from transforms.reconcile import event_reconciliation, quality_report
+from transforms.reconcile import event_reconciliation, quality_line, quality_report
 from transforms.rules import Rules, load_rules
 from transforms.shards import by_shard
 from transforms.ssd import TABLES
@@ -107,6 +111,16 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
         alone = list(pool.map(lambda outcome: _score_and_shape_again(
             Path(folder), outcome, rules), outcomes))
         alone_s = time.perf_counter() - clock
+
+        # Rendering every page from the written outputs, as the flow's render stage does.
+        children = pd.concat([o.children for o in outcomes], ignore_index=True)
+        sinks.write_table(children.assign(page_id=page_ids(children["child_id"])),
+                          Path(folder) / "children.parquet")
+        sinks.write_table(pd.concat([o.periods for o in outcomes], ignore_index=True),
+                          Path(folder) / "periods.parquet")
+        site = render_site(Path(folder), shards, workers, rules, RunInfo(
+            run_id="bench", generated_at=datetime.now(UTC), as_of=AS_OF.normalize(),
+            rules_hash=rules.digest, marks_new=False))
     events = sum(sum(o.events_by_table.values()) for o in outcomes)
 
     cpu: dict[str, float] = {}
@@ -136,13 +150,6 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
            f"thread time: read {read_s:.1f} s, score {work['score']:.1f} s, shape "
            f"{work['shape']:.1f} s, children's header facts {work['children']:.1f} s")
     table, entries = event_reconciliation(outcomes)
-    children = pd.concat([o.children for o in outcomes], ignore_index=True)
-    quality = quality_report(children, entries, table)
-    yield (f"quality: {entries['entries']:,} entries; median child has "
-           f"{quality['raw_rows_per_child_median']:,.0f} source rows and "
-           f"{quality['default_entries_per_child_median']:,.0f} entries in the default view; "
-           f"median share {quality['default_view_share_of_raw_rows_median']:.1%}; "
-           f"{quality['children_opening_with_at_most_15_key_entries']:.1%} of pages open with "
-           f"at most 15 key entries; {quality['key_events_collapsed_or_left_out']} key events "
-           f"collapsed or left out; {quality['entries_with_no_reason']} entries without a "
-           "reason")
+    yield f"{entries['entries']:,} entries; " + quality_line(
+        quality_report(children, entries, table))
+    yield "rendering, from the run's Parquet: " + site_line(site.summary())

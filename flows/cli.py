@@ -148,6 +148,8 @@ def build(source: str | None, out: str, children: str | None, shards: int, worke
 
 
 def _print_chronology(manifest: dict) -> None:
+    from transforms.reconcile import quality_line
+
     made = manifest["chronology"]
     events = made["events"]
     kept = sum(r["entry"] for r in events)
@@ -161,16 +163,7 @@ def _print_chronology(manifest: dict) -> None:
     click.echo(f"events: {kept + merged + collapsed + left_out:,} in = {kept:,} heading an "
                f"entry + {merged:,} merged + {collapsed:,} counted in summaries + "
                f"{left_out:,} left out by rule")
-    quality = manifest["quality"]
-    share = quality["default_view_share_of_raw_rows_median"]
-    opening = quality["children_opening_with_at_most_15_key_entries"]
-    click.echo(
-        f"quality: median child has {quality['raw_rows_per_child_median'] or 0:,.0f} source "
-        f"rows and {quality['default_entries_per_child_median'] or 0:,.0f} entries in the "
-        f"default view (median share {share or 0:.1%}); "
-        f"{opening or 0:.1%} of pages open with at most 15 key entries; "
-        f"{quality['entries_with_no_reason']} entries without a reason; "
-        f"{quality['key_events_collapsed_or_left_out']} key events collapsed or left out")
+    click.echo(quality_line(manifest["quality"]))
 
 
 def _date(value: str) -> None:
@@ -184,6 +177,8 @@ def _date(value: str) -> None:
 
 
 def _print_summary(manifest: dict, out: Path) -> None:
+    from flows.site import site_line
+
     click.echo(f"run {manifest['run_id']}: {manifest['status']}")
     click.echo(f"{'table':<28}{'rows in':>10}{'staged':>10}{'rejected':>10}{'events':>10}")
     for row in manifest["tables"]:
@@ -193,10 +188,7 @@ def _print_summary(manifest: dict, out: Path) -> None:
                f"{manifest['rows_rejected']:,} rows rejected ({manifest['reject_share']:.2%}); "
                f"{sum(f['rows'] for f in manifest['findings']):,} rows kept with findings")
     _print_chronology(manifest)
-    site = manifest["site"]
-    click.echo(f"pages: {site['pages']:,} child pages and the index in {site['seconds']:.1f} s; "
-               f"median page {site['median_page_bytes'] / 1024:,.0f} KB, largest "
-               f"{site['largest_page_bytes'] / 1024:,.0f} KB")
+    click.echo(site_line(manifest["site"]))
     if manifest["published"]:
         click.echo(f"outputs: {out / 'current'}; pages: {out / 'current' / 'site' / 'index.html'}")
     else:

@@ -9,6 +9,7 @@ worker (importing pandas, pyarrow and Jinja) costs more than it saves.
 
 from __future__ import annotations
 
+import re
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -41,17 +42,33 @@ class SiteReport:
     pages: int
     page_bytes: np.ndarray
     seconds: float
+    processes: int  # worker processes that rendered the pages; 0 when this one did
+    worker_peak_mb: float | None = None  # the largest worker's peak memory
 
     def summary(self) -> dict:
         sizes = self.page_bytes
         return {
             "pages": self.pages,
+            "processes": self.processes,
             "seconds": round(self.seconds, 3),
             "pages_per_second": round(self.pages / self.seconds, 1) if self.seconds else None,
             "median_page_bytes": int(np.median(sizes)) if len(sizes) else 0,
             "largest_page_bytes": int(sizes.max()) if len(sizes) else 0,
             "total_bytes": int(sizes.sum()),
+            "worker_peak_mb": self.worker_peak_mb,
         }
+
+
+def site_line(site: dict) -> str:
+    """What `SiteReport.summary` says, in one line."""
+    rate = f" ({site['pages_per_second']:,.0f} pages/s)" if site["pages_per_second"] else ""
+    where = (f"{site['processes']} worker processes" if site["processes"]
+             else "the run's own process")
+    return (f"pages: {site['pages']:,} child pages and the index in {site['seconds']:.1f} s"
+            f"{rate} by {where}; median page {site['median_page_bytes'] / 1024:,.1f} KB, largest "
+            f"{site['largest_page_bytes'] / 1024:,.0f} KB, {site['total_bytes'] / 2**20:,.0f} MB"
+            " in all" + (f"; peak memory of a worker {site['worker_peak_mb']:,.0f} MB"
+                         if site.get("worker_peak_mb") else ""))
 
 
 def render_site(version: Path, shards: int, workers: int, rules: Rules, run: RunInfo
@@ -63,19 +80,24 @@ def render_site(version: Path, shards: int, workers: int, rules: Rules, run: Run
     folder.mkdir(parents=True, exist_ok=True)
     children = pd.read_parquet(version / "children.parquet")
     jobs = [(version, number, shards, rules, run) for number in range(shards)]
-    if workers > 1 and shards > 1 and len(children) >= PROCESSES_FROM:
+    processes = min(workers, shards) if workers > 1 and len(children) >= PROCESSES_FROM else 0
+    if processes > 1:
         # "spawn": the flow runs threads (Prefect's among them), which fork would copy
         # in whatever state they are in.
-        with ProcessPoolExecutor(max_workers=min(workers, shards),
+        with ProcessPoolExecutor(max_workers=processes,
                                  mp_context=get_context("spawn")) as pool:
-            sizes = list(pool.map(_render_shard_job, jobs))
+            done = list(pool.map(_render_shard_job, jobs))
+        sizes = [size for size, _ in done]
+        peak = max((mb for _, mb in done if mb is not None), default=None)
     else:
-        sizes = [_render_shard_job(job) for job in jobs]
+        processes, peak = 0, None
+        sizes = [render_shard(*job) for job in jobs]
     (version / SITE / "index.html").write_text(index_page(children, _templates(), run),
                                                 encoding="utf-8")
     page_bytes = np.concatenate(sizes) if sizes else np.array([], dtype=np.int64)
     return SiteReport(pages=len(page_bytes), page_bytes=page_bytes,
-                      seconds=time.perf_counter() - clock)
+                      seconds=time.perf_counter() - clock, processes=processes,
+                      worker_peak_mb=peak)
 
 
 def render_shard(version: Path, number: int, shards: int, rules: Rules, run: RunInfo
@@ -99,8 +121,19 @@ def render_shard(version: Path, number: int, shards: int, rules: Rules, run: Run
     return np.array(sizes, dtype=np.int64)
 
 
-def _render_shard_job(job: tuple) -> np.ndarray:
-    return render_shard(*job)
+def _render_shard_job(job: tuple) -> tuple[np.ndarray, float | None]:
+    """One shard in a worker process: its page sizes, and the process's peak memory."""
+    return render_shard(*job), _peak_mb()
+
+
+def _peak_mb() -> float | None:
+    # VmHWM, not getrusage: a spawned worker's ru_maxrss starts at its parent's size.
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:  # not Linux
+        return None
+    found = re.search(r"^VmHWM:\s+(\d+) kB", status, flags=re.M)
+    return int(found[1]) / 1024 if found else None
 
 
 def _partition(dataset: Path, number: int, columns: list[str] | None) -> pd.DataFrame:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -28,6 +30,26 @@ def prefect_harness():
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         with prefect_test_harness(server_startup_timeout=90):
             yield
+
+
+@pytest.fixture(scope="session")
+def examples_output(prefect_harness, tmp_path_factory) -> Path:
+    """The version folder of one run of the flow over the hand-written example children,
+    as of 2026-03-31: their chronology, tables and pages."""
+    from fixtures.examples import write_examples
+    from fixtures.generator import schema_statements
+    from flows.build import build_chronologies
+
+    folder = tmp_path_factory.mktemp("examples")
+    path = folder / "examples.sqlite"
+    with sqlite3.connect(path) as conn:
+        for statement in schema_statements(True):
+            conn.execute(statement)
+    write_examples(path)
+    manifest = build_chronologies(source=str(path), out=str(folder / "out"), shards=2,
+                                  as_of="2026-03-31")
+    assert manifest["status"] == "succeeded" and manifest["rows_rejected"] == 0
+    return Path(manifest["version"])
 
 
 def raw_frame(table: str, rows: list[dict]) -> pd.DataFrame:

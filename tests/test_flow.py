@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -93,6 +94,37 @@ def test_markup_in_text_is_kept_as_a_finding(run):
     rejects = pd.read_parquet(out / "current" / "rejects.parquet")
     notes = rejects[rejects["table"] == "ext_case_notes"]
     assert not set(markup["record_id"]) & set(notes["record_id"])
+
+
+def test_every_child_has_a_page_and_the_index_links_them_all(run):
+    out, manifest, _ = run
+    site = out / "current" / "site"
+    children = pd.read_parquet(out / "current" / "children.parquet")
+    pages = {path.stem for path in (site / "children").glob("*.html")}
+    assert pages == set(children["page_id"]) and children["page_id"].is_unique
+    assert manifest["site"]["pages"] == len(children) == manifest["children"]
+    index = (site / "index.html").read_text(encoding="utf-8")
+    assert {f'href="children/{page}.html"' for page in pages} <= set(
+        re.findall(r'href="children/[^"]+\.html"', index))
+
+
+def test_markup_in_case_notes_reaches_pages_as_text(run):
+    out, _, report = run
+    # The generator appends <script> or <img onerror=...> to some text columns; where a
+    # page shows such a text it shows it as words, and its only script is its own. (A
+    # record left out by the rules is not on the page at all.)
+    markup = report.injected[report.injected["kind"] == "markup_in_text"]
+    notes = pd.read_parquet(out / "current" / "events", columns=["child_id", "source_id"])
+    children = pd.read_parquet(out / "current" / "children.parquet").set_index("child_id")
+    owners = set(notes.loc[notes["source_id"].isin(markup["record_id"]), "child_id"])
+    shown = 0
+    for child in owners:
+        page = (out / "current" / "site" / "children" /
+                f"{children.loc[child, 'page_id']}.html").read_text(encoding="utf-8")
+        assert page.count("<script") == 1 and "<img" not in page, child
+        shown += ("&lt;script&gt;alert(1)&lt;/script&gt;" in page
+                  or "&lt;img src=x onerror=alert(1)&gt;" in page)
+    assert shown >= len(owners) // 2, (shown, len(owners))
 
 
 def test_events_round_trip_with_their_types(run):

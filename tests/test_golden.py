@@ -10,19 +10,23 @@ rules or the shaping, rewrite the files with `python -m pytest tests/test_golden
 
 from __future__ import annotations
 
-import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 
-from fixtures.examples import load_examples, write_examples
-from fixtures.generator import schema_statements
-from flows.build import build_chronologies
+from fixtures.examples import load_examples
+from transforms.pages import MEMBER_COLUMNS, RunInfo, child_pages, load_templates, page_id
+from transforms.rules import load_rules
 
 GOLDEN = Path(__file__).with_name("golden")
 AS_OF = "2026-03-31"
+# A fixed run, so that a golden page changes only when what it shows changes.
+RULES = load_rules()
+GOLDEN_RUN = RunInfo(run_id="GOLDEN", generated_at=datetime(2026, 4, 1, 2, 0, tzinfo=UTC),
+                     as_of=pd.Timestamp(AS_OF), rules_hash=RULES.digest, marks_new=False)
 
 # The key events each story names, in the order it tells them.
 STORY = {
@@ -45,20 +49,11 @@ STORY = {
 
 
 @pytest.fixture(scope="module")
-def examples_run(prefect_harness, tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame]:
-    folder = tmp_path_factory.mktemp("golden")
-    path = folder / "examples.sqlite"
-    with sqlite3.connect(path) as conn:
-        for statement in schema_statements(True):
-            conn.execute(statement)
-    write_examples(path)
-    manifest = build_chronologies(source=str(path), out=str(folder / "out"), shards=2,
-                                  as_of=AS_OF)
-    assert manifest["status"] == "succeeded" and manifest["rows_rejected"] == 0
-    version = Path(manifest["version"])
-    entries = ds.dataset(version / "chronology", partitioning="hive").to_table().to_pandas()
-    children = pd.read_parquet(version / "children.parquet")
-    return entries.sort_values(["child_id", "seq"], ignore_index=True), children
+def examples_run(examples_output) -> tuple[pd.DataFrame, pd.DataFrame]:
+    entries = ds.dataset(examples_output / "chronology", partitioning="hive").to_table()
+    children = pd.read_parquet(examples_output / "children.parquet")
+    return (entries.to_pandas().sort_values(["child_id", "seq"], ignore_index=True),
+            children)
 
 
 def _date(value: pd.Timestamp) -> str:
@@ -93,12 +88,34 @@ def test_golden_chronology(example, examples_run, request) -> None:
     child = children.set_index("child_id").loc[example.id]
     text = render(pd.Series({"child_id": example.id, **child.to_dict()}),
                   entries[entries["child_id"] == example.id])
-    path = GOLDEN / f"{example.id}.txt"
+    _check_golden(GOLDEN / f"{example.id}.txt", text, request)
+
+
+def _check_golden(path: Path, made: str, request) -> None:
     if request.config.getoption("--update-golden"):
-        GOLDEN.mkdir(exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(made, encoding="utf-8")
     assert path.exists(), f"no golden file yet: run with --update-golden and review {path}"
-    assert text == path.read_text(encoding="utf-8")
+    assert made == path.read_text(encoding="utf-8"), f"{path} differs: review, then update"
+
+
+@pytest.fixture(scope="module")
+def example_pages(examples_output, examples_run) -> dict[str, str]:
+    """Each example child's page, rendered from the run's outputs for a fixed run."""
+    entries, children = examples_run
+    periods = pd.read_parquet(examples_output / "periods.parquet")
+    members = ds.dataset(examples_output / "events", partitioning="hive").to_table(
+        columns=MEMBER_COLUMNS).to_pandas()
+    made = dict(child_pages(entries, children.sort_values("child_id", ignore_index=True),
+                            periods, members, RULES, load_templates(), GOLDEN_RUN))
+    return {example.id: made[page_id(example.id)] for example in load_examples()}
+
+
+@pytest.mark.parametrize("example", load_examples(), ids=lambda e: e.id)
+def test_golden_page(example, example_pages, request) -> None:
+    # The whole page as a social worker gets it: a change to the templates, the CSS or
+    # what an entry shows shows up here as a diff to review.
+    _check_golden(GOLDEN / "pages" / f"{example.id}.html", example_pages[example.id], request)
 
 
 @pytest.mark.parametrize("child_id", sorted(STORY))

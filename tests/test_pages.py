@@ -324,3 +324,13 @@ def test_an_empty_shard_renders_no_pages() -> None:
     # A shard with no children: its partitions are written empty, and untyped when read.
     nobody = literal_events().iloc[:0]
     assert pages(nobody, []) == {}
+
+
+def test_a_reason_reads_as_its_sentence_then_its_rule() -> None:
+    from transforms.pages import _reason_items
+
+    reasons = pa.array([["type.birth: Birth: where it starts", "no rule id here"], []],
+                       pa.list_(pa.string()))
+    assert _reason_items(reasons).to_pylist() == [
+        '<li>Birth: where it starts <span class="rule">(type.birth)</span></li>'
+        "<li>no rule id here</li>", ""]

@@ -324,14 +324,15 @@ def _html_lists(listed: pa.ListArray, item: Callable[[pa.Array], list]) -> pa.Ar
 def _reason_items(reasons: pa.ListArray) -> pa.Array:
     """Each reason "rule id: sentence" as the sentence, then the rule id in brackets."""
     def item(reason: pa.Array) -> list:
-        # A reason without a rule id splits into one part: pad it so part 1 exists.
-        parts = pc.split_pattern(pc.binary_join_element_wise(reason, ": ", ""), ": ",
-                                 max_splits=1)
+        # "rule id: sentence"; a reason without a rule id gets an empty one.
         has_rule = pc.match_substring(reason, ": ")
-        rule = pc.if_else(has_rule, pc.list_element(parts, 0), "")
-        sentence = pc.if_else(has_rule, pc.list_element(parts, 1), reason)
-        return ["<li>", _escaped(sentence), ' <span class="rule">(', _escaped(rule),
-                ")</span></li>"]
+        parts = pc.split_pattern(
+            pc.if_else(has_rule, reason, pc.binary_join_element_wise(": ", reason, "")), ": ",
+            max_splits=1)
+        rule = pc.list_element(parts, 0)
+        sentence = pc.list_element(parts, 1)
+        return ["<li>", _escaped(sentence),
+                _wrapped(rule, ' <span class="rule">(', ")</span>"), "</li>"]
 
     return _html_lists(reasons, item)
 

@@ -137,6 +137,18 @@ def quality_report(children: pd.DataFrame, entries: dict[str, int], table: pd.Da
     }
 
 
+def quality_line(quality: dict) -> str:
+    """The quality report in one line, as the command line and the benchmark print it."""
+    share = quality["default_view_share_of_raw_rows_median"]
+    opening = quality["children_opening_with_at_most_15_key_entries"]
+    return (f"quality: median child has {quality['raw_rows_per_child_median'] or 0:,.0f} source "
+            f"rows and {quality['default_entries_per_child_median'] or 0:,.0f} entries in the "
+            f"default view (median share {share or 0:.1%}); {opening or 0:.1%} of pages open "
+            f"with at most {KEY_ENTRIES_AT_MOST} key entries; "
+            f"{quality['entries_with_no_reason']} entries without a reason; "
+            f"{quality['key_events_collapsed_or_left_out']} key events collapsed or left out")
+
+
 def _median(values: pd.Series) -> float | None:
     return float(values.median()) if len(values) else None
 
