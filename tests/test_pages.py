@@ -51,19 +51,26 @@ def person(child_id: str, forename: str, surname: str, birth: str) -> dict:
             "nationality": None, "has_ehcp": "N"}
 
 
-def pages(events: pd.DataFrame, people: list[dict], run: RunInfo = RUN,
-          first_seen: pd.Series | None = None) -> dict[str, str]:
-    """Each child's page by child id, made as the run makes it."""
+def shaped(events: pd.DataFrame, people: list[dict], run: RunInfo = RUN,
+           first_seen: pd.Series | None = None
+           ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The entries, header facts and periods of `people`, made as the run makes them."""
     people_frame = pd.DataFrame(people, columns=list(person("", "", "", "2000-01-01"))
                                 ).astype({"birth_date": "datetime64[ns]",
-                                                "expected_birth_date": "datetime64[ns]",
-                                                "death_date": "datetime64[ns]"})
+                                          "expected_birth_date": "datetime64[ns]",
+                                          "death_date": "datetime64[ns]"})
     births = people_frame.set_index("child_id")["birth_date"]
     scored = scored_events(events, RULES)
     found = periods(scored, RULES)
-    shaped = chronology(scored, found, births, RULES, AS_OF, run.run_id, first_seen)
-    header = children(people_frame, found, scored, shaped.entries, AS_OF)
-    made = dict(child_pages(shaped.entries, header, found, events[MEMBER_COLUMNS], RULES,
+    entries = chronology(scored, found, births, RULES, AS_OF, run.run_id, first_seen).entries
+    return entries, children(people_frame, found, scored, entries, AS_OF), found
+
+
+def pages(events: pd.DataFrame, people: list[dict], run: RunInfo = RUN,
+          first_seen: pd.Series | None = None) -> dict[str, str]:
+    """Each child's page by child id, made as the run makes it."""
+    entries, header, found = shaped(events, people, run, first_seen)
+    made = dict(child_pages(entries, header, found, events[MEMBER_COLUMNS], RULES,
                             TEMPLATES, run))
     return {child: made[page_id(child)] for child in header["child_id"]}
 
@@ -166,18 +173,11 @@ def test_no_other_childs_data_on_a_page() -> None:
 
 def test_rows_of_a_child_without_a_header_are_refused() -> None:
     events = two_children()
-    scored = scored_events(events, RULES)
-    found = periods(scored, RULES)
-    births = pd.Series(pd.to_datetime(["2012-01-01", "2015-06-01"]), index=["C1", "C2"])
-    shaped = chronology(scored, found, births, RULES, AS_OF, "RUN2")
-    people = pd.DataFrame(PEOPLE).astype({"birth_date": "datetime64[ns]",
-                                          "expected_birth_date": "datetime64[ns]",
-                                          "death_date": "datetime64[ns]"})
-    header = children(people, found, scored, shaped.entries, AS_OF)
+    entries, header, found = shaped(events, PEOPLE)
     only_leo = header[header["child_id"] == "C2"].reset_index(drop=True)
     with pytest.raises(PageError, match="without a header"):
-        list(child_pages(shaped.entries, only_leo, found, events[MEMBER_COLUMNS], RULES,
-                         TEMPLATES, RUN))
+        list(child_pages(entries, only_leo, found, events[MEMBER_COLUMNS], RULES, TEMPLATES,
+                         RUN))
 
 
 # ----------------------------------------------------------------------- policy
@@ -239,17 +239,10 @@ def test_a_summary_lists_the_records_it_counts_in_time_order() -> None:
 
 def test_a_summary_counting_a_missing_event_fails_the_page() -> None:
     events = two_children()
-    scored = scored_events(events, RULES)
-    found = periods(scored, RULES)
-    births = pd.Series(pd.to_datetime(["2012-01-01", "2015-06-01"]), index=["C1", "C2"])
-    shaped = chronology(scored, found, births, RULES, AS_OF, "RUN2")
-    people = pd.DataFrame(PEOPLE).astype({"birth_date": "datetime64[ns]",
-                                          "expected_birth_date": "datetime64[ns]",
-                                          "death_date": "datetime64[ns]"})
-    header = children(people, found, scored, shaped.entries, AS_OF)
+    entries, header, found = shaped(events, PEOPLE)
     members = events.loc[events["source_id"] != "CN3", MEMBER_COLUMNS]
     with pytest.raises(PageError, match="1 events counted in summaries are missing"):
-        list(child_pages(shaped.entries, header, found, members, RULES, TEMPLATES, RUN))
+        list(child_pages(entries, header, found, members, RULES, TEMPLATES, RUN))
 
 
 def test_every_entry_is_a_row_with_its_level_category_and_reasons() -> None:
