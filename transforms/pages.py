@@ -466,10 +466,7 @@ def _headers(children: pd.DataFrame, run: RunInfo) -> list[dict]:
     counts = {c: frame[c].tolist() for c, _, _ in _COUNTS}
     uasc = frame["uasc"].tolist()
     key_entries = frame["key_entries"].tolist()
-    if "page_id" in frame:
-        pages = frame["page_id"].astype("str").tolist()
-    else:
-        pages = page_ids(frame["child_id"].astype("str")).tolist()
+    pages = [page_id(child) for child in text["child_id"]]
     headers = []
     for i in range(len(frame)):
         name = f"{text['forename'][i]} {text['surname'][i]}".strip() or "Name not recorded"
