@@ -24,7 +24,9 @@ Usage::
 `new_page(java_script_enabled=..., viewport=(w, h))` makes further pages, each in a context
 of its own. Every page from these fixtures records what it asked for in a `PageLog`. Browser
 tests belong in this folder: the fixtures are visible only here, and the browser is shut down
-once its last test has run (see `browser`).
+once its last test has run (see `browser`). `example_site` is the pipeline's real output for
+the hand-written example children (the index and a page per child), built before Chromium
+starts (see `browser`).
 
 Chromium comes from Debian (`apt-get install -y chromium`; Playwright's own browser download
 cannot reach its host here) at /usr/bin/chromium, or from $CHRONOLOGY_CHROMIUM. axe-core comes
@@ -53,6 +55,8 @@ from playwright.sync_api import (
     sync_playwright,
 )
 from playwright.sync_api import Error as PlaywrightError
+
+from transforms.pages import page_id
 
 HERE = Path(__file__).resolve().parent
 AXE_JS = HERE / "node_modules" / "axe-core" / "axe.min.js"
@@ -159,16 +163,56 @@ def _record(context: BrowserContext, log: PageLog) -> None:
     context.on("weberror", on_web_error)
 
 
+@dataclass(frozen=True)
+class ExampleSite:
+    """The pages of one run of the flow over the example children: `site/` of its version."""
+
+    root: Path
+
+    @property
+    def index(self) -> Path:
+        return self.root / "index.html"
+
+    @property
+    def version(self) -> Path:
+        """The run's version folder, whose tables (chronology/, children.parquet) the pages
+        were made from."""
+        return self.root.parent
+
+    def child(self, child_id: str) -> Path:
+        """The page of the child with this id (the same name the pipeline gives it)."""
+        return self.root / "children" / f"{page_id(child_id)}.html"
+
+
+# Fixtures that run the Prefect flow, so must be ready before Chromium starts (see `browser`).
+_FLOW_FIXTURES = frozenset({"example_site", "examples_output"})
+
+
+@pytest.fixture(scope="package")
+def example_site(examples_output: Path) -> ExampleSite:
+    """The real pages of the example children (a flow run of about a minute, once a session)."""
+    site = ExampleSite(examples_output / "site")
+    if not site.index.is_file():
+        raise AssertionError(f"the example run wrote no index page at {site.index}")
+    return site
+
+
 # Package scope, not session: while sync Playwright runs, its event loop counts as running in
 # the main thread, so asyncio.run() (Prefect, the other tests) fails until it stops. The
 # browser tests all live in this package and run one after another, so one start serves all.
 @pytest.fixture(scope="package")
-def browser() -> Iterator[Browser]:
+def browser(request: pytest.FixtureRequest) -> Iterator[Browser]:
     """One headless Chromium for the tests in tests/browser (about 1.5 s to start)."""
     executable = os.environ.get("CHRONOLOGY_CHROMIUM") or DEFAULT_CHROMIUM
     if not (Path(executable).is_file() and os.access(executable, os.X_OK)):
         _unavailable(f"no Chromium at {executable}: install it with `apt-get install -y "
                      "chromium`, or set CHRONOLOGY_CHROMIUM to a Chromium executable")
+    # For the same reason, the example site's flow run cannot start once Chromium is up: if any
+    # test of this session will need it, build it now. Asked for only then, so the harness's
+    # own tests, run alone, do not wait a minute for a flow run they do not use.
+    if any(_FLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+           for item in request.session.items):
+        request.getfixturevalue("example_site")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield chromium

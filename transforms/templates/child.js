@@ -9,11 +9,17 @@ var show=(all||row.getAttribute("data-level")!=="context")&&(!category||row.getA
 row.hidden=!show;if(show)n++;});
 shown.textContent="Showing "+n+" of "+rows.length+" entries";
 }
+function reveal(id){
+var target=id&&document.getElementById(id);
+if(target&&target.hidden){form.elements.scope.value="all";form.elements.category.value="";apply();}
+if(target&&target.parentNode===table.tBodies[0])target.scrollIntoView();
+}
 form.addEventListener("change",apply);
 form.addEventListener("submit",function(event){event.preventDefault();});
-window.addEventListener("hashchange",function(){
-var target=document.getElementById(location.hash.slice(1));
-if(target&&target.hidden){form.elements.scope.value="all";form.elements.category.value="";apply();target.scrollIntoView();}
+window.addEventListener("hashchange",function(){reveal(location.hash.slice(1));});
+document.addEventListener("click",function(event){
+var link=event.target.closest&&event.target.closest('a[href^="#"]');
+if(link)reveal(link.getAttribute("href").slice(1));
 });
-form.hidden=false;apply();
+form.hidden=false;apply();reveal(location.hash.slice(1));
 })();
