@@ -194,7 +194,7 @@ def test_the_policy_allows_exactly_the_pages_own_style_and_script(which: str) ->
     else:
         frame = pd.DataFrame([{**p, "current_status": "open case", "legal_status": None,
                                "placement": None, "worker": "W1", "team": "Team <A>",
-                               "uasc": False, "key_entries": 1, "contacts": 0, "referrals": 1,
+                               "uasc": False, "has_person_record": True, "key_entries": 1, "contacts": 0, "referrals": 1,
                                "s47_enquiries": 0, "cp_plans": 0, "periods_of_care": 0,
                                "placements": 0, "missing_episodes": 0, "last_seen": pd.NaT,
                                "last_seen_alone": pd.NaT} for p in PEOPLE])
@@ -327,3 +327,13 @@ def test_a_reason_reads_as_its_sentence_then_its_rule() -> None:
     assert _reason_items(reasons).to_pylist() == [
         '<li>Birth: where it starts <span class="rule">(type.birth)</span></li>'
         "<li>no rule id here</li>", ""]
+
+
+def test_a_child_whose_person_record_was_rejected_keeps_a_page() -> None:
+    # Validation can reject a person row (a death date before the birth date) and keep the
+    # rest of the record: the chronology still reaches a page, which says what is missing.
+    made = pages(two_children(), [PEOPLE[1]])
+    assert set(made) == {"C1", "C2"}
+    assert "<h1>Child C1 " in made["C1"] and "person record was rejected" in made["C1"]
+    assert "Referred to children&#39;s social care" in made["C1"]
+    assert "person record was rejected" not in made["C2"]

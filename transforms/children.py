@@ -29,6 +29,7 @@ CHILD_COLUMNS: dict[str, str] = {
     "disabilities": "str",
     "nationality": "str",
     "has_ehcp": "str",
+    "has_person_record": "bool",
     "uasc": "bool",
     "current_status": "str",
     "legal_status": "str",
@@ -66,8 +67,12 @@ _HASHED = ["entry_id", "seq", "event_date", "end_date", "age_at_event", "event_t
 
 def children(people: pd.DataFrame, periods: pd.DataFrame, events: pd.DataFrame,
              entries: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
-    """Header facts and counts of every child in `people`, by child id."""
-    ids = people["child_id"]
+    """Header facts and counts of every child in `people` or `events`, by child id.
+
+    A child can have events but no person facts, when validation rejected their person
+    row (a death date before the birth date, say) but not the rest of their record: they
+    keep their chronology, with `has_person_record` false and no facts, rather than
+    vanish from the site."""
     # The few event types and columns the header needs, selected once.
     wanted = np.asarray(events["event_type"].isin(
         ["worker_allocated", "immigration_status_start", "care_leaver_contact", "contact",
@@ -75,9 +80,13 @@ def children(people: pd.DataFrame, periods: pd.DataFrame, events: pd.DataFrame,
     source_rows = _source_rows(events)
     events = events[["child_id", "event_id", "event_type", "event_date", "end_date", "detail",
                      "worker", "team", "seen", "seen_alone"]][wanted]
-    frame = people[["child_id", "forename", "surname", "birth_date", "expected_birth_date",
-                    "death_date", "sex", "ethnicity", "disabilities", "nationality",
-                    "has_ehcp"]].copy()
+    everyone = pd.Index(people["child_id"]).union(pd.Index(source_rows.unique()))
+    frame = (people.set_index("child_id")[
+        ["forename", "surname", "birth_date", "expected_birth_date", "death_date", "sex",
+         "ethnicity", "disabilities", "nationality", "has_ehcp"]]
+        .reindex(everyone).rename_axis("child_id").reset_index())
+    ids = frame["child_id"]
+    frame["has_person_record"] = ids.isin(people["child_id"]).to_numpy()
     open_now = periods[(periods["start_date"] <= as_of)
                        & (periods["end_date"].isna() | (periods["end_date"] > as_of))]
     frame["current_status"] = _status(ids, periods, open_now, events)

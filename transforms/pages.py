@@ -465,11 +465,13 @@ def _headers(children: pd.DataFrame, run: RunInfo) -> list[dict]:
                       "current_status", "legal_status", "placement", "worker", "team")}
     counts = {c: frame[c].tolist() for c, _, _ in _COUNTS}
     uasc = frame["uasc"].tolist()
+    has_person = frame["has_person_record"].tolist()
     key_entries = frame["key_entries"].tolist()
     pages = [page_id(child) for child in text["child_id"]]
     headers = []
     for i in range(len(frame)):
-        name = f"{text['forename'][i]} {text['surname'][i]}".strip() or "Name not recorded"
+        name = (f"{text['forename'][i]} {text['surname'][i]}".strip()
+                or ("Name not recorded" if has_person[i] else f"Child {text['child_id'][i]}"))
         if born_text[i]:
             birth = f"{born_text[i]} ({age.iat[i]})" if age.iat[i] else born_text[i]
             facts = [("Date of birth", birth)]
@@ -504,6 +506,10 @@ def _headers(children: pd.DataFrame, run: RunInfo) -> list[dict]:
                        for c, one, several in _COUNTS],
             "status": text["current_status"][i], "worker": worker, "team": team,
             "key_entries": key_entries[i],
+            "warning": "" if has_person[i] else (
+                "This child's person record was rejected by validation, so their name, date "
+                "of birth and other details are not shown; the run's rejects say why. The "
+                "chronology below is from the rest of their record."),
         })
     return headers
 
