@@ -38,6 +38,15 @@ def write_partition(frame: pd.DataFrame, dataset: Path, shard: int) -> Path:
     return path
 
 
+def read_partition(dataset: Path, shard: int, columns: list[str] | None = None
+                   ) -> pd.DataFrame:
+    """One shard's rows of a dataset written by `write_partition`. List columns stay Arrow
+    lists: converting them to Python objects costs ten times the read."""
+    table = pq.read_table(dataset / f"shard={shard}", columns=columns)
+    return table.to_pandas(types_mapper=lambda kind: pd.ArrowDtype(kind)
+                           if pa.types.is_list(kind) else None)
+
+
 def write_json(data: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")

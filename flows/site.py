@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from flows import sinks
 from transforms.pages import (
     MEMBER_COLUMNS,
     RunInfo,
@@ -109,8 +110,9 @@ def render_shard(version: Path, number: int, shards: int, rules: Rules, run: Run
     wanted = set(children["child_id"])
     periods = pd.read_parquet(version / "periods.parquet")
     periods = periods[periods["child_id"].isin(wanted).to_numpy(dtype=bool)]
-    entries = _partition(version / "chronology", number, None)
-    members = _partition(version / "events", number, MEMBER_COLUMNS)
+    # Every shard writes its partitions, empty or not (`flows.steps`).
+    entries = sinks.read_partition(version / "chronology", number)
+    members = sinks.read_partition(version / "events", number, MEMBER_COLUMNS)
     folder = version / SITE / CHILDREN
     sizes = []
     for page_id, html in child_pages(entries, children, periods, members, rules,
@@ -134,11 +136,6 @@ def _peak_mb() -> float | None:
         return None
     found = re.search(r"^VmHWM:\s+(\d+) kB", status, flags=re.M)
     return int(found[1]) / 1024 if found else None
-
-
-def _partition(dataset: Path, number: int, columns: list[str] | None) -> pd.DataFrame:
-    # Every shard writes its partitions, empty or not (`flows.steps`).
-    return pd.read_parquet(dataset / f"shard={number}", columns=columns)
 
 
 @cache

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import markupsafe
@@ -194,7 +195,8 @@ def test_the_policy_allows_exactly_the_pages_own_style_and_script(which: str) ->
     else:
         frame = pd.DataFrame([{**p, "current_status": "open case", "legal_status": None,
                                "placement": None, "worker": "W1", "team": "Team <A>",
-                               "uasc": False, "has_person_record": True, "key_entries": 1, "contacts": 0, "referrals": 1,
+                               "uasc": False, "has_person_record": True, "key_entries": 1,
+                               "contacts": 0, "referrals": 1,
                                "s47_enquiries": 0, "cp_plans": 0, "periods_of_care": 0,
                                "placements": 0, "missing_episodes": 0, "last_seen": pd.NaT,
                                "last_seen_alone": pd.NaT} for p in PEOPLE])
@@ -265,7 +267,7 @@ def test_new_entries_are_marked_only_when_there_was_a_previous_run() -> None:
     assert '<span class="new">' not in first
     # The referral was shown by RUN1; the note and the summary are new in RUN2.
     seen_before = pd.Series(["RUN1"], index=["ssd_cin_episodes:REF1:0"])
-    later = RunInfo(**{**RUN.__dict__, "marks_new": True})
+    later = replace(RUN, marks_new=True)
     page = pages(events, PEOPLE, run=later, first_seen=seen_before)["C1"]
     new_rows = re.findall(r'<tr id="e-(\d+)"[^>]*>(?:(?!</tr>).)*?<span class="new">New',
                           page, flags=re.S)

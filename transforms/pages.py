@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import jinja2
@@ -51,6 +52,8 @@ _COUNTS = (("contacts", "contact", "contacts"), ("referrals", "referral", "refer
            ("missing_episodes", "missing episode", "missing episodes"))
 _NOT_SAFE = re.compile(r"[^a-z0-9_-]+")
 _SLOT = re.compile(r"\$([a-z_]+)")
+# Characters left as they are in a CSS string; every other one is written as an escape.
+_CSS_UNSAFE = re.compile(r"[^A-Za-z0-9 ,.()-]")
 
 
 class PageError(ValueError):
@@ -91,6 +94,7 @@ class Templates:
     child: jinja2.Template
     index: jinja2.Template
     row: RowTemplate
+    index_row: RowTemplate
     style: Markup
     child_script: Markup
     index_script: Markup
@@ -107,11 +111,11 @@ class RunInfo:
     # False on an output's first run, when every entry is new and marking them is noise.
     marks_new: bool
 
-    @property
+    @cached_property
     def as_of_text(self) -> str:
         return long_date(self.as_of.date().isoformat())
 
-    @property
+    @cached_property
     def generated_text(self) -> str:
         return self.generated_at.strftime("%-d %b %Y %H:%M %Z").strip()
 
@@ -127,7 +131,9 @@ def load_templates(folder: Path = TEMPLATES) -> Templates:
 
     return Templates(child=env.get_template("child.html.j2"),
                      index=env.get_template("index.html.j2"),
-                     row=RowTemplate.parse(text("entry_row.html") + "\n"), style=text("page.css"),
+                     row=RowTemplate.parse(text("entry_row.html") + "\n"),
+                     index_row=RowTemplate.parse(text("index_row.html") + "\n"),
+                     style=text("page.css"),
                      child_script=text("child.js"), index_script=text("index.js"))
 
 
@@ -154,11 +160,13 @@ def policy(styles: Sequence[str], script: str) -> Markup:
     """A Content-Security-Policy allowing just these inline styles and script: no
     request of any kind, no other script, no event-handler attributes, no forms.
     (Markup: it holds only fixed words and base64 hashes, which need no escaping.)"""
-    def digest(text: str) -> str:
-        return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+    return Markup(f"default-src 'none'; style-src {' '.join(_digest(s) for s in styles)}; "
+                  f"script-src {_digest(script)}; base-uri 'none'; form-action 'none'")
 
-    return Markup(f"default-src 'none'; style-src {' '.join(digest(s) for s in styles)}; "
-                  f"script-src {digest(script)}; base-uri 'none'; form-action 'none'")
+
+@lru_cache(maxsize=16)  # the page's CSS and script are the same on every page
+def _digest(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
 # ----------------------------------------------------------------------- child pages
@@ -184,26 +192,25 @@ def child_pages(entries: pd.DataFrame, children: pd.DataFrame, periods: pd.DataF
     key_rows = _key_rows(entries)
     period_rows = _period_rows(periods)
     headers = _headers(children, run)
-    births = children["birth_date"].fillna(children["expected_birth_date"])
+    births = [None if pd.isna(b) else b.date() for b in
+              children["birth_date"].fillna(children["expected_birth_date"])]
     style = templates.style
     for i, header in enumerate(headers):
         first, last = entry_at[i], entry_at[i + 1]
         own_periods = period_rows[period_at[i]:period_at[i + 1]]
         keys = [key_rows[k] for k in range(first, last) if key_rows[k]]
-        key_events = [KeyEvent(number=n, when=when, title=f"{n}. {title}, "
-                               f"{long_date(when.isoformat())}")
-                      for n, (when, title, _) in enumerate(keys, start=1)]
-        birth = births.iat[i]
-        picture = timeline([p for p, _ in own_periods], key_events,
-                           None if pd.isna(birth) else birth.date(), run.as_of.date())
+        key_events = [KeyEvent(number=n, when=when, title=f"{n}. {title}, {when_text}")
+                      for n, (when, when_text, title, _) in enumerate(keys, start=1)]
+        picture = timeline([p for p, _ in own_periods], key_events, births[i],
+                           run.as_of.date())
         print_style = _print_style(header)
         yield header["page_id"], templates.child.render(
             title=f"Chronology: {header['name']} ({header['child_id']})",
             policy=policy([style, print_style], templates.child_script),
             style=style, print_style=print_style, script=templates.child_script,
             child=header, run=run, rows=rows[i], entries=last - first,
-            key_events=[{"when_text": long_date(k[0].isoformat()), "text": k[1],
-                         "anchor": k[2]} for k in keys],
+            key_events=[{"when_text": when_text, "text": title, "anchor": anchor}
+                        for _, when_text, title, anchor in keys],
             new_entries=_new_entries(int(new[i])),
             categories=sorted(set(categories[first:last])),
             timeline=svg(picture, _timeline_text(picture, own_periods, len(keys))),
@@ -347,18 +354,23 @@ def _members(entries: pd.DataFrame, is_summary: np.ndarray, members: pd.DataFram
     if not len(where):
         return pa.array(result, pa.string())
     listed = _lists(entries["event_ids"].iloc[where])
-    at = pd.Index(members["event_id"].astype("str")).get_indexer(
-        pc.list_flatten(listed).to_numpy(zero_copy_only=False))
-    if (at < 0).any():
-        raise PageError(f"{int((at < 0).sum())} events counted in summaries are missing")
-    counted = members.iloc[at].reset_index(drop=True)
+    # Each counted id's row in `members`, by a hash join in Arrow (a shard counts a million).
+    flat = pc.cast(pc.list_flatten(listed), pa.string())
+    wanted = pa.table({"event_id": flat, "_order": pa.array(np.arange(len(flat)))})
     records = pa.Table.from_pandas(
-        counted[["event_date", "event_type", "seen", "seen_alone", "source_table", "source_id"]]
-        .assign(detail=event_details(counted, rules)), preserve_index=False)
+        members[["event_id", "event_date", "event_type", "seen", "seen_alone", "source_table",
+                 "source_id"]].assign(detail=event_details(members, rules).to_numpy()),
+        preserve_index=False)
     # One string type throughout: Parquet and pandas give string or large_string.
-    rows = records.cast(pa.schema([pa.field(f.name, pa.string())
-                                   if pa.types.is_large_string(f.type) else f
-                                   for f in records.schema])).combine_chunks()
+    records = records.cast(pa.schema([pa.field(f.name, pa.string())
+                                      if pa.types.is_large_string(f.type) else f
+                                      for f in records.schema]))
+    found = wanted.join(records.append_column("_at", pa.array(np.arange(len(records)))),
+                        "event_id", join_type="left outer", right_keys="event_id",
+                        use_threads=False).sort_by("_order")
+    if found["_at"].null_count:
+        raise PageError(f"{found['_at'].null_count} events counted in summaries are missing")
+    rows = found.combine_chunks()
     kind = rows["event_type"]
     titles = pa.array([rules.event_types[t].title if t in rules.event_types else t
                        for t in pc.unique(kind).to_pylist()], pa.string())
@@ -395,13 +407,16 @@ def _escaped(text: pa.Array) -> pa.Array:
 
 
 def _key_rows(entries: pd.DataFrame) -> list[tuple | None]:
-    """(date, title, anchor) of each key entry that is not a summary; None for others."""
+    """(date, date as text, title, anchor) of each key entry that is not a summary; None
+    for others."""
     key = (entries["level"].eq("key").to_numpy(dtype=bool)
-           & ~entries["is_summary"].to_numpy(dtype=bool))
+           & ~entries["is_summary"].to_numpy(dtype=bool)
+           & entries["event_date"].notna().to_numpy(dtype=bool))
     dates = entries["event_date"].dt.date.tolist()
+    texts = long_dates(entries["event_date"]).tolist()
     titles = entries["title"].astype("str").fillna("").tolist()
     seqs = entries["seq"].tolist()
-    return [(dates[i], titles[i], f"e-{seqs[i]}") if key[i] and dates[i] is not pd.NaT else None
+    return [(dates[i], texts[i], titles[i], f"e-{seqs[i]}") if key[i] else None
             for i in range(len(entries))]
 
 
@@ -439,8 +454,7 @@ def _print_style(header: dict) -> Markup:
     """The printed page's running head: the child's name, birth and id on every page,
     as a CSS string escaped so that no character of a name can end it."""
     head = f"{header['name']}, born {header['born_text']} ({header['child_id']})"
-    quoted = "".join(c if c.isascii() and (c.isalnum() or c in " ,.()-") else f"\\{ord(c):06x}"
-                     for c in head)
+    quoted = _CSS_UNSAFE.sub(lambda found: f"\\{ord(found[0]):06x}", head)
     return Markup('@media print{@page{@top-left{content:"' + quoted +
                   '";font:9pt system-ui,sans-serif}}}')
 
@@ -448,13 +462,14 @@ def _print_style(header: dict) -> Markup:
 # ----------------------------------------------------------------------- header facts
 
 def _headers(children: pd.DataFrame, run: RunInfo) -> list[dict]:
-    """The header, "at a glance" and index values of each child, in the frame's order."""
+    """The header and "at a glance" values of each child, in the frame's order."""
     frame = children.reset_index(drop=True)
     born = frame["birth_date"]
     expected = frame["expected_birth_date"]
-    _, age = ages(pd.DataFrame({"child_id": frame["child_id"],
+    _, age_words = ages(pd.DataFrame({"child_id": frame["child_id"],
                                 "event_date": pd.Series(run.as_of.normalize(), index=frame.index)}),
                   pd.Series(born.fillna(expected).to_numpy(), index=frame["child_id"]))
+    age = age_words.fillna("").tolist()
     born_text = long_dates(born)
     expected_text = long_dates(expected)
     died_text = long_dates(frame["death_date"])
@@ -466,14 +481,13 @@ def _headers(children: pd.DataFrame, run: RunInfo) -> list[dict]:
     counts = {c: frame[c].tolist() for c, _, _ in _COUNTS}
     uasc = frame["uasc"].tolist()
     has_person = frame["has_person_record"].tolist()
-    key_entries = frame["key_entries"].tolist()
     pages = [page_id(child) for child in text["child_id"]]
     headers = []
     for i in range(len(frame)):
         name = (f"{text['forename'][i]} {text['surname'][i]}".strip()
                 or ("Name not recorded" if has_person[i] else f"Child {text['child_id'][i]}"))
         if born_text[i]:
-            birth = f"{born_text[i]} ({age.iat[i]})" if age.iat[i] else born_text[i]
+            birth = f"{born_text[i]} ({age[i]})" if age[i] else born_text[i]
             facts = [("Date of birth", birth)]
         elif expected_text[i]:
             facts = [("Expected date of birth", expected_text[i])]
@@ -504,8 +518,6 @@ def _headers(children: pd.DataFrame, run: RunInfo) -> list[dict]:
                            else "Not recorded as seen alone."),
             "counts": [(one if counts[c][i] == 1 else several, counts[c][i])
                        for c, one, several in _COUNTS],
-            "status": text["current_status"][i], "worker": worker, "team": team,
-            "key_entries": key_entries[i],
             "warning": "" if has_person[i] else (
                 "This child's person record was rejected by validation, so their name, date "
                 "of birth and other details are not shown; the run's rejects say why. The "
@@ -517,11 +529,28 @@ def _headers(children: pd.DataFrame, run: RunInfo) -> list[dict]:
 # ----------------------------------------------------------------------- index
 
 def index_page(children: pd.DataFrame, templates: Templates, run: RunInfo) -> str:
-    """The list of every child in `children`, by name, each linked to its page."""
+    """The list of every child in `children`, by name, each linked to its page. Its rows
+    are filled in Arrow like a page's: a large council's index has 100,000 of them."""
     ordered = children.sort_values(["surname", "forename", "child_id"], kind="stable",
                                    ignore_index=True)
+    ids = ordered["child_id"].astype("str")
+    name = (ordered["forename"].astype("str").fillna("") + " "
+            + ordered["surname"].astype("str").fillna("")).str.strip()
+    name = name.where(name.ne(""), np.where(ordered["has_person_record"].to_numpy(bool),
+                                            "Name not recorded", "Child " + ids))
+    born = pd.Series(long_dates(ordered["birth_date"]), dtype="str")
+    expected = pd.Series(long_dates(ordered["expected_birth_date"]), dtype="str")
+    born = born.where(born.ne(""), ("expected " + expected).where(expected.ne(""),
+                                                                  "not recorded"))
+    rows = templates.index_row.fill(
+        text={"page_id": _strings([page_id(c) for c in ids]), "name": _strings(name),
+              "child_id": _strings(ids), "born": _strings(born),
+              "status": _strings(ordered["current_status"]),
+              "worker": _strings(ordered["worker"]), "team": _strings(ordered["team"]),
+              "key_entries": _strings(ordered["key_entries"].astype("str"))},
+        html={})
     return templates.index.render(
         title="Children's chronologies", policy=policy([templates.style],
                                                         templates.index_script),
         style=templates.style, print_style=None, script=templates.index_script, run=run,
-        children=[{**h, "born": h["born_text"]} for h in _headers(ordered, run)])
+        count=f"{len(ordered):,}", rows=Markup("".join(rows.to_pylist())))

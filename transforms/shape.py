@@ -454,18 +454,24 @@ def _taken(column: pd.Series, rows: np.ndarray, at: np.ndarray) -> pd.Series:
 
 
 def event_details(events: pd.DataFrame, rules: Rules) -> pd.Series:
-    """What each event adds to its title, as its entry would show it (see `_details`)."""
-    rows = np.arange(len(events))
-    return _details(events, rows, rows, rules)
+    """What each event adds to its title, as its entry would show it."""
+    return _details_of(events["event_type"], events["code"], events["detail"], events["text"],
+                       rules)
 
 
 def _details(scored: pd.DataFrame, rows: np.ndarray, at: np.ndarray, rules: Rules
              ) -> pd.Series:
+    """`_details_of` the events at canonical indices `at`."""
+    return _details_of(*(_taken(scored[column], rows, at)
+                         for column in ("event_type", "code", "detail", "text")), rules)
+
+
+def _details_of(event_type: pd.Series, code: pd.Series, detail: pd.Series, text: pd.Series,
+                rules: Rules) -> pd.Series:
     """What an event adds to its title: the code's words (or the code), then the detail;
     for a case note, its type and text."""
-    event_type = _taken(scored["event_type"], rows, at).astype("str")
-    code = _taken(scored["code"], rows, at).astype("str")
-    key = event_type + "|" + code.fillna("")
+    event_type = event_type.astype("str").reset_index(drop=True)
+    key = event_type + "|" + code.astype("str").reset_index(drop=True).fillna("")
     labels = {f"{t}|{c}": words for t, spec in rules.event_types.items()
               for c, words in spec.codes.items()}
 
@@ -475,8 +481,8 @@ def _details(scored: pd.DataFrame, rows: np.ndarray, at: np.ndarray, rules: Rule
 
     code_words = per_distinct(key, words)
     note = event_type.eq("case_note").fillna(False)
-    detail = _taken(scored["detail"], rows, at).astype("str").where(
-        ~note, _taken(scored["text"], rows, at).astype("str"))
+    detail = detail.astype("str").reset_index(drop=True).where(
+        ~note, text.astype("str").reset_index(drop=True))
     both = code_words.notna() & detail.notna()
     return code_words.where(~both, code_words + "; " + detail).fillna(detail).astype("str")
 
