@@ -7,7 +7,7 @@ if(!texts){texts=[];for(var i=0;i<rows.length;i++)texts.push(rows[i].textContent
 var terms=input.value.toLowerCase().split(/\s+/).filter(Boolean),n=0;
 for(var j=0;j<rows.length;j++){
 var text=texts[j],match=terms.every(function(term){return text.indexOf(term)>=0;});
-rows[j].hidden=!match;if(match)n++;}
+if(rows[j].hidden===match)rows[j].hidden=!match;if(match)n++;}
 shown.textContent=terms.length?n+" of "+rows.length+" children match":rows.length+" children";
 }
 input.addEventListener("input",function(){clearTimeout(timer);timer=setTimeout(apply,rows.length>5000?150:0);});
