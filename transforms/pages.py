@@ -180,6 +180,8 @@ def child_pages(entries: pd.DataFrame, children: pd.DataFrame, periods: pd.DataF
     events (`MEMBER_COLUMNS`), for listing what each summary entry counts.
     """
     entries = entries.sort_values(["child_id", "seq"], kind="stable", ignore_index=True)
+    # Only the kinds the timeline draws (legal statuses are in the header instead).
+    periods = periods[periods["kind"].isin(list(PERIOD_NAMES)).to_numpy(dtype=bool)]
     periods = periods.sort_values(["child_id", "start_date", "kind"], kind="stable",
                                   ignore_index=True)
     ids = children["child_id"].astype("str").to_numpy()
@@ -201,7 +203,7 @@ def child_pages(entries: pd.DataFrame, children: pd.DataFrame, periods: pd.DataF
         keys = [key_rows[k] for k in range(first, last) if key_rows[k]]
         key_events = [KeyEvent(number=n, when=when, title=f"{n}. {title}, {when_text}")
                       for n, (when, when_text, title, _) in enumerate(keys, start=1)]
-        picture = timeline([p for p, _ in own_periods], key_events, births[i],
+        picture = timeline(own_periods, key_events, births[i],
                            run.as_of.date())
         print_style = _print_style(header)
         yield header["page_id"], templates.child.render(
@@ -214,7 +216,7 @@ def child_pages(entries: pd.DataFrame, children: pd.DataFrame, periods: pd.DataF
             new_entries=_new_entries(int(new[i])),
             categories=sorted(set(categories[first:last])),
             timeline=svg(picture, _timeline_text(picture, own_periods, len(keys))),
-            periods=[{"text": p.text} for p, _ in own_periods if p.text])
+            periods=[{"text": p.text} for p in own_periods])
 
 
 def _new_entries(new: int) -> str:
@@ -420,30 +422,23 @@ def _key_rows(entries: pd.DataFrame) -> list[tuple | None]:
             for i in range(len(entries))]
 
 
-def _period_rows(periods: pd.DataFrame) -> list[tuple[Period, str]]:
-    """Each drawn period, with its child id."""
-    drawn = periods["kind"].isin(list(PERIOD_NAMES)).to_numpy(dtype=bool)
-    starts = periods["start_date"].dt.date.tolist()
-    ends = periods["end_date"].dt.date.tolist()
+def _period_rows(periods: pd.DataFrame) -> list[Period]:
+    """Each period, with its text for the timeline's title and list."""
     start_text = long_dates(periods["start_date"])
     end_text = long_dates(periods["end_date"], missing="open")
-    rows: list[tuple[Period, str]] = []
-    for i, (kind, label, child) in enumerate(zip(periods["kind"].astype("str"),
-                                                 periods["label"].astype("str").fillna(""),
-                                                 periods["child_id"].astype("str"),
-                                                 strict=True)):
-        if not drawn[i]:
-            rows.append((Period(kind=kind, start=starts[i], end=None, text=""), child))
-            continue
-        end = None if ends[i] is pd.NaT else ends[i]
+    rows: list[Period] = []
+    for i, (kind, label, start, end) in enumerate(zip(
+            periods["kind"].astype("str"), periods["label"].astype("str").fillna(""),
+            periods["start_date"].dt.date.tolist(), periods["end_date"].dt.date.tolist(),
+            strict=True)):
         text = f"{PERIOD_NAMES[kind]}, {start_text[i]} – {end_text[i]}"
-        rows.append((Period(kind=kind, start=starts[i], end=end,
-                            text=f"{text}: {label}" if label else text), child))
+        rows.append(Period(kind=kind, start=start, end=None if end is pd.NaT else end,
+                           text=f"{text}: {label}" if label else text))
     return rows
 
 
-def _timeline_text(picture, own_periods: list[tuple[Period, str]], keys: int) -> str:
-    counts = Counter(p.kind for p, _ in own_periods if p.text)
+def _timeline_text(picture, own_periods: list[Period], keys: int) -> str:
+    counts = Counter(p.kind for p in own_periods)
     parts = [plural(n, PERIOD_NAMES[kind].lower()) for kind, n in counts.items()]
     listed = "; ".join(parts) if parts else "no periods of involvement"
     return (f"Timeline from {long_date(picture.start)} to {long_date(picture.end)}: "
