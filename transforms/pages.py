@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import jinja2
 import numpy as np
@@ -52,6 +53,7 @@ _COUNTS = (("contacts", "contact", "contacts"), ("referrals", "referral", "refer
            ("missing_episodes", "missing episode", "missing episodes"))
 _NOT_SAFE = re.compile(r"[^a-z0-9_-]+")
 _SLOT = re.compile(r"\$([a-z_]+)")
+_HTML_SPECIAL = "[&<>\"']"
 # Characters left as they are in a CSS string; every other one is written as an escape.
 _CSS_UNSAFE = re.compile(r"[^A-Za-z0-9 ,.()-]")
 
@@ -98,6 +100,32 @@ class Templates:
     style: Markup
     child_script: Markup
     index_script: Markup
+
+
+# The values a page template reads are attributes (dataclasses and named tuples), not
+# dict keys: Jinja's `a.b` tries an attribute first, and a dict would make it raise and
+# catch an AttributeError for each of the hundred look-ups on each of 100k pages.
+@dataclass(frozen=True, slots=True)
+class Header:
+    """A child's header and "at a glance" values."""
+
+    child_id: str
+    page_id: str
+    name: str
+    born_text: str
+    facts: list[tuple[str, str]]
+    seen: str
+    seen_alone: str
+    counts: list[tuple[str, int]]
+    warning: str
+
+
+class GlanceEvent(NamedTuple):
+    """A key event as "at a glance" lists it, linked to its entry."""
+
+    when_text: str
+    text: str
+    anchor: str
 
 
 @dataclass(frozen=True)
@@ -206,17 +234,17 @@ def child_pages(entries: pd.DataFrame, children: pd.DataFrame, periods: pd.DataF
         picture = timeline(own_periods, key_events, births[i],
                            run.as_of.date())
         print_style = _print_style(header)
-        yield header["page_id"], templates.child.render(
-            title=f"Chronology: {header['name']} ({header['child_id']})",
+        yield header.page_id, templates.child.render(
+            title=f"Chronology: {header.name} ({header.child_id})",
             policy=policy([style, print_style], templates.child_script),
             style=style, print_style=print_style, script=templates.child_script,
             child=header, run=run, rows=rows[i], entries=last - first,
-            key_events=[{"when_text": when_text, "text": title, "anchor": anchor}
+            key_events=[GlanceEvent(when_text, title, anchor)
                         for _, when_text, title, anchor in keys],
             new_entries=_new_entries(int(new[i])),
             categories=sorted(set(categories[first:last])),
             timeline=svg(picture, _timeline_text(picture, own_periods, len(keys))),
-            periods=[{"text": p.text} for p in own_periods])
+            periods=[p.text for p in own_periods])
 
 
 def _new_entries(new: int) -> str:
@@ -298,7 +326,12 @@ def _entry_rows(entries: pd.DataFrame, members: pd.DataFrame, rules: Rules, run:
 def _lists(values: pd.Series) -> pa.ListArray:
     """A list-of-text column as one Arrow list array (an empty shard's may be untyped)."""
     listed = pa.array(values, pa.list_(pa.string()))
-    return listed.combine_chunks() if isinstance(listed, pa.ChunkedArray) else listed
+    return _one_array(listed)
+
+
+def _one_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A table column or a result computed from one, as a single array."""
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
 def _strings(values) -> pa.Array:
@@ -351,28 +384,23 @@ def _members(entries: pd.DataFrame, is_summary: np.ndarray, members: pd.DataFram
     """For each summary entry, the HTML list items of the records it counts, in time
     order ("12 Jun 2024: Child protection visit, seen alone (ssd_cp_visits:CPV1)");
     nothing for other entries."""
-    result = np.full(len(entries), "", dtype=object)
     where = np.flatnonzero(is_summary)
     if not len(where):
-        return pa.array(result, pa.string())
+        return pa.repeat(pa.scalar("", pa.string()), len(entries))
     listed = _lists(entries["event_ids"].iloc[where])
-    # Each counted id's row in `members`, by a hash join in Arrow (a shard counts a million).
-    flat = pc.cast(pc.list_flatten(listed), pa.string())
-    wanted = pa.table({"event_id": flat, "_order": pa.array(np.arange(len(flat)))})
-    records = pa.Table.from_pandas(
-        members[["event_id", "event_date", "event_type", "seen", "seen_alone", "source_table",
-                 "source_id"]].assign(detail=event_details(members, rules).to_numpy()),
-        preserve_index=False)
+    records = pa.table({**{column: pa.array(members[column]) for column in (
+        "event_id", "event_date", "event_type", "seen", "seen_alone", "source_table",
+        "source_id")}, "detail": pa.array(event_details(members, rules))})
+    # Each counted id's row in `members`: a hash look-up in Arrow (a shard counts a million).
+    at = pc.index_in(pc.cast(pc.list_flatten(listed), pa.string()),
+                     value_set=pc.cast(records["event_id"], pa.string()))
+    if at.null_count:
+        raise PageError(f"{at.null_count} events counted in summaries are missing")
     # One string type throughout: Parquet and pandas give string or large_string.
-    records = records.cast(pa.schema([pa.field(f.name, pa.string())
-                                      if pa.types.is_large_string(f.type) else f
-                                      for f in records.schema]))
-    found = wanted.join(records.append_column("_at", pa.array(np.arange(len(records)))),
-                        "event_id", join_type="left outer", right_keys="event_id",
-                        use_threads=False).sort_by("_order")
-    if found["_at"].null_count:
-        raise PageError(f"{found['_at'].null_count} events counted in summaries are missing")
-    rows = found.combine_chunks()
+    rows = records.take(at).combine_chunks()
+    rows = rows.cast(pa.schema([pa.field(f.name, pa.string())
+                                if pa.types.is_large_string(f.type) else f
+                                for f in rows.schema]))
     kind = rows["event_type"]
     titles = pa.array([rules.event_types[t].title if t in rules.event_types else t
                        for t in pc.unique(kind).to_pylist()], pa.string())
@@ -385,27 +413,35 @@ def _members(entries: pd.DataFrame, is_summary: np.ndarray, members: pd.DataFram
                        pc.and_(visit, pc.and_(pc.equal(seen, "Y"), pc.equal(alone, "N"))),
                        pc.and_(visit, pc.equal(seen, "Y"))),
         ", not seen", ", seen alone", ", seen, not alone", ", seen", "")
-    detail = pc.fill_null(rows["detail"], "")
-    text = pc.binary_join_element_wise(
-        pa.array(long_dates(rows["event_date"].to_numpy()), pa.string()), ": ",
-        pc.take(titles, pc.index_in(kind, value_set=pc.unique(kind))), seen_words,
+    detail = _escaped(pc.fill_null(rows["detail"], ""))
+    # The date and the seen words are our own text; all that comes from the record is
+    # escaped. (Escaping the pieces, not the joined item, spares scanning our own text.)
+    items = pc.binary_join_element_wise(
+        "<li>", pa.array(long_dates(rows["event_date"].to_numpy()), pa.string()), ": ",
+        pc.take(_escaped(titles), pc.index_in(kind, value_set=pc.unique(kind))), seen_words,
         pc.if_else(pc.equal(detail, ""), "", pc.binary_join_element_wise(": ", detail, "")),
-        " (", rows["source_table"], ":", rows["source_id"], ")", "")
-    # Rebuild the lists around the formatted texts, in the same order as the ids.
-    texts = pa.ListArray.from_arrays(
-        pa.array(listed.offsets.to_numpy() - listed.offsets[0].as_py(), pa.int32()),
-        text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text)
-    result[where] = _html_lists(texts, lambda record: ["<li>", _escaped(record), "</li>\n"]
-                                ).to_numpy(zero_copy_only=False)
-    return pa.array(result, pa.string())
+        " (", _escaped(rows["source_table"]), ":", _escaped(rows["source_id"]), ")</li>\n",
+        "")
+    # Each summary's items joined in the order of its ids; other entries get none.
+    lengths = np.zeros(len(entries), dtype=np.int32)
+    lengths[where] = np.diff(listed.offsets.to_numpy())
+    offsets = pa.array(np.r_[0, np.cumsum(lengths)], pa.int32())
+    return pc.binary_join(pa.ListArray.from_arrays(offsets, _one_array(items)), "")
 
 
 def _escaped(text: pa.Array) -> pa.Array:
-    """HTML-escape like markupsafe.escape, in Arrow: & first, then the other four."""
+    """HTML-escape like markupsafe.escape, in Arrow: & first, then the other four.
+    Only the values holding one of the five characters are rewritten (most hold none),
+    which halves the cost on a shard's million records."""
+    text = _one_array(text)
+    special = pc.fill_null(pc.match_substring_regex(text, _HTML_SPECIAL), False)
+    if not pc.any(special).as_py():
+        return text
+    escaped = text.filter(special)
     for plain, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&#34;"),
                           ("'", "&#39;")):
-        text = pc.replace_substring(text, plain, entity)
-    return text
+        escaped = pc.replace_substring(escaped, plain, entity)
+    return pc.replace_with_mask(text, special, escaped)
 
 
 def _key_rows(entries: pd.DataFrame) -> list[tuple | None]:
@@ -445,10 +481,10 @@ def _timeline_text(picture, own_periods: list[Period], keys: int) -> str:
             f"{listed}; {plural(keys, 'key event')}, numbered as in the list above.")
 
 
-def _print_style(header: dict) -> Markup:
+def _print_style(header: Header) -> Markup:
     """The printed page's running head: the child's name, birth and id on every page,
     as a CSS string escaped so that no character of a name can end it."""
-    head = f"{header['name']}, born {header['born_text']} ({header['child_id']})"
+    head = f"{header.name}, born {header.born_text} ({header.child_id})"
     quoted = _CSS_UNSAFE.sub(lambda found: f"\\{ord(found[0]):06x}", head)
     return Markup('@media print{@page{@top-left{content:"' + quoted +
                   '";font:9pt system-ui,sans-serif}}}')
@@ -456,7 +492,7 @@ def _print_style(header: dict) -> Markup:
 
 # ----------------------------------------------------------------------- header facts
 
-def _headers(children: pd.DataFrame, run: RunInfo) -> list[dict]:
+def _headers(children: pd.DataFrame, run: RunInfo) -> list[Header]:
     """The header and "at a glance" values of each child, in the frame's order."""
     frame = children.reset_index(drop=True)
     born = frame["birth_date"]
@@ -503,21 +539,21 @@ def _headers(children: pd.DataFrame, run: RunInfo) -> list[dict]:
             ("Allocated worker", f"{worker} ({team})" if worker and team
              else worker or team or "none allocated"),
         ]
-        headers.append({
-            "child_id": text["child_id"][i], "page_id": pages[i], "name": name,
-            "born_text": born_text[i] or expected_text[i] or "date not recorded",
-            "facts": facts,
-            "seen": (f"Last seen: {seen_text[i]}." if seen_text[i]
-                     else "Not recorded as seen at a visit or assessment."),
-            "seen_alone": (f"Last seen alone: {alone_text[i]}." if alone_text[i]
-                           else "Not recorded as seen alone."),
-            "counts": [(one if counts[c][i] == 1 else several, counts[c][i])
-                       for c, one, several in _COUNTS],
-            "warning": "" if has_person[i] else (
+        headers.append(Header(
+            child_id=text["child_id"][i], page_id=pages[i], name=name,
+            born_text=born_text[i] or expected_text[i] or "date not recorded",
+            facts=facts,
+            seen=(f"Last seen: {seen_text[i]}." if seen_text[i]
+                  else "Not recorded as seen at a visit or assessment."),
+            seen_alone=(f"Last seen alone: {alone_text[i]}." if alone_text[i]
+                        else "Not recorded as seen alone."),
+            counts=[(one if counts[c][i] == 1 else several, counts[c][i])
+                    for c, one, several in _COUNTS],
+            warning="" if has_person[i] else (
                 "This child's person record was rejected by validation, so their name, date "
                 "of birth and other details are not shown; the run's rejects say why. The "
                 "chronology below is from the rest of their record."),
-        })
+        ))
     return headers
 
 
