@@ -19,7 +19,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import sinks
-from flows.cli import DEFAULT_MAX_REJECT_SHARE, DEFAULT_SHARDS
+from flows.cli import DEFAULT_KEEP, DEFAULT_MAX_REJECT_SHARE, DEFAULT_SHARDS
+from flows.publish import clean_up, exclusive, mark_published
 from flows.site import SiteReport, render_site
 from flows.source import SourceSchemaError, read_source, safe_url, source_url
 from flows.steps import ShardOutcome, TableOutcome, stage_and_write_shard, validate_table
@@ -121,10 +122,14 @@ def build_chronologies(
     as_of: str | None = None,
     max_reject_share: float = DEFAULT_MAX_REJECT_SHARE,
     rules: str | None = None,
+    keep_versions: int = DEFAULT_KEEP,
+    wait_seconds: float = 0,
 ) -> dict:
     """Build the chronologies of every child (or `children`) of `source`.
 
     `rules` is the path of a rules file; the default is the one shipped with chronology.
+    `keep_versions` published versions are kept. A run waits up to `wait_seconds` for
+    another run writing the same `out` to finish, then fails without touching it.
     """
     logger = get_run_logger()
     rules_path = Path(rules) if rules else DEFAULT_RULES
@@ -133,95 +138,100 @@ def build_chronologies(
     run_id = started.strftime("%Y%m%dT%H%M%SZ") + "-" + token_hex(3)
     as_of_date = pd.Timestamp(as_of or started.date().isoformat()).normalize()
     data_as_of = as_of_date + pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
-    version = sinks.version_dir(Path(out), run_id)
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
+    with exclusive(Path(out), run_id, wait_seconds):
+        # What killed or failed runs left behind goes first, while no one else can write.
+        clean_up(Path(out), keep_versions)
+        version = sinks.version_dir(Path(out), run_id)
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
 
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = now - clock
-        clock = now
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[name] = now - clock
+            clock = now
 
-    raw = extract(source, children, workers)
-    extracted = {name: table.num_rows for name, table in raw.items()}
-    lap("extract")
-    logger.info("extracted %d tables, %d rows", len(raw), sum(extracted.values()))
+        raw = extract(source, children, workers)
+        extracted = {name: table.num_rows for name, table in raw.items()}
+        lap("extract")
+        logger.info("extracted %d tables, %d rows", len(raw), sum(extracted.values()))
 
-    prepared = prepare_tables(raw, workers)
-    del raw
-    lap("prepare")
+        prepared = prepare_tables(raw, workers)
+        del raw
+        lap("prepare")
 
-    runner = SuiteRunner()
-    validated = [f.result() for f in [
-        validate_source_table.submit(name, prepared, data_as_of, runner, shards)
-        for name in prepared.largest_first()]]
-    prepare_rejects = prepared.rejects
-    del prepared
-    # Reported in the contract's table order, whatever order they ran in.
-    tables = sorted((outcome for _, outcome in validated), key=lambda o: TABLE_ORDER[o.name])
-    parts = by_shard({outcome.name: shard_parts for shard_parts, outcome in validated})
-    del validated
-    lap("validate_source")
+        runner = SuiteRunner()
+        validated = [f.result() for f in [
+            validate_source_table.submit(name, prepared, data_as_of, runner, shards)
+            for name in prepared.largest_first()]]
+        prepare_rejects = prepared.rejects
+        del prepared
+        # Reported in the contract's table order, whatever order they ran in.
+        tables = sorted((outcome for _, outcome in validated), key=lambda o: TABLE_ORDER[o.name])
+        parts = by_shard({outcome.name: shard_parts for shard_parts, outcome in validated})
+        del validated
+        lap("validate_source")
 
-    shard_outcomes = [f.result() for f in [
-        build_shard.submit(n, part, data_as_of, runner, version, ruleset, run_id, Path(out),
-                           shards)
-        for n, part in enumerate(parts)]]
-    del parts
-    lap("stage_score_shape")
+        shard_outcomes = [f.result() for f in [
+            build_shard.submit(n, part, data_as_of, runner, version, ruleset, run_id, Path(out),
+                               shards)
+            for n, part in enumerate(parts)]]
+        del parts
+        lap("stage_score_shape")
 
-    rejects = concat_rejects([prepare_rejects, *(t.rejects for t in tables),
-                              *(o.rejects for o in shard_outcomes)])
-    findings = pd.concat([t.findings for t in tables], ignore_index=True)
-    people = pd.concat([o.people for o in shard_outcomes], ignore_index=True)
-    children_table = pd.concat([o.children for o in shard_outcomes], ignore_index=True)
-    children_table["page_id"] = page_ids(children_table["child_id"])
-    write_outputs(version, rejects, findings, people, children_table,
-                  pd.concat([o.periods for o in shard_outcomes], ignore_index=True),
-                  [r for t in tables for r in t.validation] +
-                  [r for o in shard_outcomes for r in o.validation])
-    lap("write")
+        rejects = concat_rejects([prepare_rejects, *(t.rejects for t in tables),
+                                  *(o.rejects for o in shard_outcomes)])
+        findings = pd.concat([t.findings for t in tables], ignore_index=True)
+        people = pd.concat([o.people for o in shard_outcomes], ignore_index=True)
+        children_table = pd.concat([o.children for o in shard_outcomes], ignore_index=True)
+        children_table["page_id"] = page_ids(children_table["child_id"])
+        write_outputs(version, rejects, findings, people, children_table,
+                      pd.concat([o.periods for o in shard_outcomes], ignore_index=True),
+                      [r for t in tables for r in t.validation] +
+                      [r for o in shard_outcomes for r in o.validation])
+        lap("write")
 
-    site = render_pages(version, shards, workers, ruleset, RunInfo(
-        run_id=run_id, generated_at=started, as_of=as_of_date, rules_hash=ruleset.digest,
-        marks_new=(Path(out) / sinks.CURRENT / "manifest.json").exists()))
-    lap("render")
-    for outcome in [*tables, *shard_outcomes]:
-        for name, seconds in outcome.seconds.items():
-            timings[f"thread.{name}"] = timings.get(f"thread.{name}", 0.0) + seconds
+        site = render_pages(version, shards, workers, ruleset, RunInfo(
+            run_id=run_id, generated_at=started, as_of=as_of_date, rules_hash=ruleset.digest,
+            marks_new=(Path(out) / sinks.CURRENT / "manifest.json").exists()))
+        lap("render")
+        for outcome in [*tables, *shard_outcomes]:
+            for name, seconds in outcome.seconds.items():
+                timings[f"thread.{name}"] = timings.get(f"thread.{name}", 0.0) + seconds
 
-    counts = reconciliation(extracted, shard_outcomes, rejects)
-    event_counts, entry_counts = event_reconciliation(shard_outcomes)
-    summary = run_summary(counts, rejects, findings, people, children, max_reject_share,
-                          events_balanced=not event_problems(event_counts, entry_counts))
-    filtered = pd.concat([o.filtered for o in shard_outcomes], ignore_index=True)
-    manifest = {
-        "run_id": run_id,
-        "started_at": started.isoformat(),
-        "finished_at": datetime.now(UTC).isoformat(),
-        "source": safe_url(source_url(source)),
-        "data_as_of": as_of_date.date().isoformat(),
-        "version": str(version),
-        "shards": shards,
-        "rules": {"path": str(rules_path), "hash": ruleset.digest},
-        **summary,
-        "chronology": {
-            **{k: v for k, v in entry_counts.items() if k != "no_reason"},
-            "events": event_counts.to_dict(orient="records"),
-            "filtered_by_rule": _filtered_by_rule(filtered),
-        },
-        "quality": quality_report(children_table, entry_counts, event_counts),
-        "site": {"path": str(version / "site"), **site.summary()},
-        "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
-        "versions": _versions(),
-    }
-    sinks.write_json(manifest, version / "manifest.json")
-    check_balanced(counts)
-    check_events_balanced(event_counts, entry_counts)
-    _fail_unless_publishable(manifest, version)
-    if manifest["published"]:
-        sinks.make_current(Path(out), run_id)
+        counts = reconciliation(extracted, shard_outcomes, rejects)
+        event_counts, entry_counts = event_reconciliation(shard_outcomes)
+        summary = run_summary(counts, rejects, findings, people, children, max_reject_share,
+                              events_balanced=not event_problems(event_counts, entry_counts))
+        filtered = pd.concat([o.filtered for o in shard_outcomes], ignore_index=True)
+        manifest = {
+            "run_id": run_id,
+            "started_at": started.isoformat(),
+            "finished_at": datetime.now(UTC).isoformat(),
+            "source": safe_url(source_url(source)),
+            "data_as_of": as_of_date.date().isoformat(),
+            "version": str(version),
+            "shards": shards,
+            "rules": {"path": str(rules_path), "hash": ruleset.digest},
+            **summary,
+            "chronology": {
+                **{k: v for k, v in entry_counts.items() if k != "no_reason"},
+                "events": event_counts.to_dict(orient="records"),
+                "filtered_by_rule": _filtered_by_rule(filtered),
+            },
+            "quality": quality_report(children_table, entry_counts, event_counts),
+            "site": {"path": str(version / "site"), **site.summary()},
+            "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
+            "versions": _versions(),
+        }
+        sinks.write_json(manifest, version / "manifest.json")
+        check_balanced(counts)
+        check_events_balanced(event_counts, entry_counts)
+        _fail_unless_publishable(manifest, version)
+        if manifest["published"]:
+            sinks.make_current(Path(out), run_id)
+            mark_published(version)
+            clean_up(Path(out), keep_versions)
     logger.info("run %s: %d rows in, %d rejected, %d events", run_id, manifest["rows_in"],
                 manifest["rows_rejected"], manifest["events"])
     return manifest

@@ -11,6 +11,9 @@ import click
 # Kept here rather than imported from flows.build, which imports Prefect (seconds).
 DEFAULT_SHARDS = 8
 DEFAULT_MAX_REJECT_SHARE = 0.02
+DEFAULT_KEEP = 3
+DEFAULT_CRON = "0 2 * * *"
+DEFAULT_TIMEZONE = "Europe/London"
 DEMO_DATABASE = Path("demo") / "ssd-demo.sqlite"
 DEMO_CHILDREN = 2000
 DEMO_SEED = 42
@@ -87,26 +90,20 @@ def demo_data(path: Path, children: int, seed: int, bad_rate: float, no_case_not
 @click.option("--rules", "rules_file", type=click.Path(dir_okay=False),
               help="Rules file (significance, escalations, merging, visit standards). "
               "Default: the one shipped with chronology (transforms/rules.yml).")
+@click.option("--keep", "keep_versions", default=DEFAULT_KEEP, show_default=True,
+              type=click.IntRange(1), help="Published versions to keep in OUT/versions.")
+@click.option("--wait", "wait_seconds", default=0, show_default=True,
+              type=click.FloatRange(0), help="Seconds to wait for another run writing the "
+              "same OUT to finish; then stop without touching it.")
 def build(source: str | None, out: str, children: str | None, shards: int, workers: int,
-          as_of: str | None, max_reject_share: float, rules_file: str | None) -> None:
+          as_of: str | None, max_reject_share: float, rules_file: str | None,
+          keep_versions: int, wait_seconds: float) -> None:
     """Run the main flow: extract, validate, stage, score and shape the source into
     per-child chronologies, and render a page for each child."""
-    if source is None:
-        from fixtures.generator import DEMO_AS_OF
-
-        source = str(DEMO_DATABASE)
-        # The demo's records run up to a fixed day; "as of" today would show every open
-        # case as months without a visit.
-        as_of = as_of or DEMO_AS_OF.isoformat()
-        if not DEMO_DATABASE.exists():
-            click.echo(f"no demo database yet: generating {DEMO_DATABASE} "
-                       f"({DEMO_CHILDREN:,} children)")
-            from fixtures.generator import generate_database
-
-            DEMO_DATABASE.parent.mkdir(parents=True, exist_ok=True)
-            generate_database(DEMO_DATABASE, children=DEMO_CHILDREN, seed=DEMO_SEED)
+    source, as_of = _source_and_as_of(source, as_of)
     _quiet_prefect()
     from flows.build import RunFailed, build_chronologies
+    from flows.publish import OutputBusy
     from flows.source import (
         PASSWORD_VARIABLE,
         SourceSchemaError,
@@ -133,8 +130,8 @@ def build(source: str | None, out: str, children: str | None, shards: int, worke
         manifest = build_chronologies(
             source=source, out=out, children=wanted, shards=shards,
             workers=workers, as_of=as_of, max_reject_share=max_reject_share,
-            rules=rules_file)
-    except (SourceSchemaError, RunFailed, ConnectionError, RulesError) as error:
+            rules=rules_file, keep_versions=keep_versions, wait_seconds=wait_seconds)
+    except (SourceSchemaError, RunFailed, ConnectionError, RulesError, OutputBusy) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
     except click.ClickException:
@@ -145,6 +142,24 @@ def build(source: str | None, out: str, children: str | None, shards: int, worke
                    "for the full log.", err=True)
         sys.exit(2)
     _print_summary(manifest, Path(out))
+
+
+def _source_and_as_of(source: str | None, as_of: str | None) -> tuple[str, str | None]:
+    """The source to read and the day it is as of: with no source, the bundled demo
+    database (made if absent), whose records run up to a fixed day."""
+    if source is not None:
+        return source, as_of
+    from fixtures.generator import DEMO_AS_OF
+
+    if not DEMO_DATABASE.exists():
+        click.echo(f"no demo database yet: generating {DEMO_DATABASE} "
+                   f"({DEMO_CHILDREN:,} children)")
+        from fixtures.generator import generate_database
+
+        DEMO_DATABASE.parent.mkdir(parents=True, exist_ok=True)
+        generate_database(DEMO_DATABASE, children=DEMO_CHILDREN, seed=DEMO_SEED)
+    # "As of" today would show every open case of the demo as months without a visit.
+    return str(DEMO_DATABASE.resolve()), as_of or DEMO_AS_OF.isoformat()
 
 
 def _print_chronology(manifest: dict) -> None:
@@ -196,6 +211,58 @@ def _print_summary(manifest: dict, out: Path) -> None:
                    f"{out / 'current'} is unchanged)")
     if manifest["children_not_found"]:
         click.echo(f"not in the source: {', '.join(manifest['children_not_found'])}")
+
+
+@main.command("serve-nightly")
+@click.option("--source", help="SQLAlchemy URL or SQLite path. Default: the bundled demo "
+              f"database {DEMO_DATABASE}, generated if absent.")
+@click.option("--out", default="out", show_default=True, type=click.Path(file_okay=False),
+              help="Output folder the nightly runs publish to.")
+@click.option("--cron", default=DEFAULT_CRON, show_default=True,
+              help="When to run, as a cron expression.")
+@click.option("--timezone", default=DEFAULT_TIMEZONE, show_default=True,
+              help="Time zone of the cron expression (IANA name).")
+@click.option("--shards", default=DEFAULT_SHARDS, show_default=True,
+              type=click.IntRange(1, 4096), help="Shards of children, processed independently.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="Threads for reading tables and building shards; processes for rendering "
+              "pages.")
+@click.option("--keep", "keep_versions", default=DEFAULT_KEEP, show_default=True,
+              type=click.IntRange(1), help="Published versions to keep in OUT/versions.")
+def serve_nightly(source: str | None, out: str, cron: str, timezone: str, shards: int,
+                  workers: int, keep_versions: int) -> None:
+    """Serve the flow as the Prefect deployment `build-chronologies/nightly` on a schedule,
+    against the Prefect server at PREFECT_API_URL, until stopped (Ctrl-C)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise click.BadParameter(f"{timezone!r} is not a time zone like Europe/London",
+                                 param_hint="--timezone") from None
+    if not os.environ.get("PREFECT_API_URL"):
+        click.echo("error: serve-nightly needs a standing Prefect server, which keeps the "
+                   "schedule and starts the runs. Start one with `prefect server start`, "
+                   "then set PREFECT_API_URL=http://127.0.0.1:4200/api (see the README).",
+                   err=True)
+        sys.exit(1)
+    source, as_of = _source_and_as_of(source, None)
+    _quiet_prefect()
+    from flows.deployment import serve
+    from flows.source import PASSWORD_VARIABLE, without_password
+
+    # The runs are child processes of this one: they find the password in the environment.
+    source, password = without_password(source)
+    if password is not None:
+        os.environ[PASSWORD_VARIABLE] = password
+
+    click.echo(f"serving build-chronologies/nightly: {cron} ({timezone}), "
+               f"writing {Path(out).resolve()}; Ctrl-C stops it")
+    try:
+        serve(source=source, out=str(Path(out).resolve()), as_of=as_of, shards=shards,
+              workers=workers, keep_versions=keep_versions, cron=cron, timezone=timezone)
+    except ValueError as error:  # a cron expression Prefect cannot read
+        raise click.BadParameter(str(error), param_hint="--cron") from None
 
 
 @main.command()
