@@ -249,7 +249,20 @@ def serve_nightly(source: str | None, out: str, cron: str, timezone: str, shards
     source, as_of = _source_and_as_of(source, None)
     _quiet_prefect()
     from flows.deployment import serve
-    from flows.source import PASSWORD_VARIABLE, without_password
+    from flows.source import (
+        PASSWORD_VARIABLE,
+        SourceSchemaError,
+        present_tables,
+        source_url,
+        without_password,
+    )
+    from transforms.ssd import TABLES
+
+    try:  # a wrong source is said now, not at two in the morning
+        present_tables(source_url(source), TABLES)
+    except (SourceSchemaError, ConnectionError) as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
 
     # The runs are child processes of this one: they find the password in the environment.
     source, password = without_password(source)
