@@ -104,28 +104,16 @@ def build(source: str | None, out: str, children: str | None, shards: int, worke
     _quiet_prefect()
     from flows.build import RunFailed, build_chronologies
     from flows.publish import OutputBusy
-    from flows.source import (
-        PASSWORD_VARIABLE,
-        SourceSchemaError,
-        present_tables,
-        source_url,
-        without_password,
-    )
+    from flows.source import SourceSchemaError
     from transforms.rules import RulesError, load_rules
-    from transforms.ssd import TABLES
 
     wanted = _children(children)
     try:
         # A rules file with a mistake is told in a second, naming the line.
         load_rules(rules_file) if rules_file else load_rules()
-        # Check the source before starting Prefect: a wrong path or a missing table is
-        # the commonest mistake and deserves a plain answer in a second, not a minute.
-        present_tables(source_url(source), TABLES)
         if as_of is not None:
             _date(as_of)
-        source, password = without_password(source)
-        if password is not None:
-            os.environ[PASSWORD_VARIABLE] = password
+        source = _checked_source(source)
         click.echo("building: starting Prefect and reading the source…")
         manifest = build_chronologies(
             source=source, out=out, children=wanted, shards=shards,
@@ -160,6 +148,21 @@ def _source_and_as_of(source: str | None, as_of: str | None) -> tuple[str, str |
         generate_database(DEMO_DATABASE, children=DEMO_CHILDREN, seed=DEMO_SEED)
     # "As of" today would show every open case of the demo as months without a visit.
     return str(DEMO_DATABASE.resolve()), as_of or DEMO_AS_OF.isoformat()
+
+
+def _checked_source(source: str) -> str:
+    """The source, checked to hold every table before Prefect starts (a wrong path or a
+    missing table is the commonest mistake and deserves a plain answer in a second), with
+    its password moved out of the URL into the environment, where the runs (in this
+    process or its children) find it and Prefect, which stores parameters, never sees it."""
+    from flows.source import PASSWORD_VARIABLE, present_tables, source_url, without_password
+    from transforms.ssd import TABLES
+
+    present_tables(source_url(source), TABLES)
+    source, password = without_password(source)
+    if password is not None:
+        os.environ[PASSWORD_VARIABLE] = password
+    return source
 
 
 def _print_chronology(manifest: dict) -> None:
@@ -249,26 +252,13 @@ def serve_nightly(source: str | None, out: str, cron: str, timezone: str, shards
     source, as_of = _source_and_as_of(source, None)
     _quiet_prefect()
     from flows.deployment import serve
-    from flows.source import (
-        PASSWORD_VARIABLE,
-        SourceSchemaError,
-        present_tables,
-        source_url,
-        without_password,
-    )
-    from transforms.ssd import TABLES
+    from flows.source import SourceSchemaError
 
     try:  # a wrong source is said now, not at two in the morning
-        present_tables(source_url(source), TABLES)
+        source = _checked_source(source)
     except (SourceSchemaError, ConnectionError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
-
-    # The runs are child processes of this one: they find the password in the environment.
-    source, password = without_password(source)
-    if password is not None:
-        os.environ[PASSWORD_VARIABLE] = password
-
     click.echo(f"serving build-chronologies/nightly: {cron} ({timezone}), "
                f"writing {Path(out).resolve()}; Ctrl-C stops it")
     try:
