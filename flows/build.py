@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import sinks
+from flows.carry import Carried, CarryError, carry_over
 from flows.cli import DEFAULT_KEEP, DEFAULT_MAX_REJECT_SHARE, DEFAULT_SHARDS
 from flows.publish import clean_up, exclusive, mark_published
 from flows.site import SiteReport, render_site
@@ -93,22 +94,25 @@ def build_shard(number: int, kept: dict[str, pd.DataFrame], as_of: pd.Timestamp,
 def write_outputs(version: Path, rejects: pd.DataFrame, findings: pd.DataFrame,
                   people: pd.DataFrame, children: pd.DataFrame, periods: pd.DataFrame,
                   validation: list[dict]) -> None:
-    sinks.write_table(rejects.sort_values(["table", "source_row"], ignore_index=True),
-                      version / "rejects.parquet")
-    sinks.write_table(findings, version / "findings.parquet")
-    sinks.write_table(people.sort_values("child_id", ignore_index=True),
-                      version / "people.parquet")
-    sinks.write_table(children.sort_values("child_id", ignore_index=True),
-                      version / "children.parquet")
-    sinks.write_table(periods.sort_values(["child_id", "start_date", "kind", "period_id"],
-                                          ignore_index=True), version / "periods.parquet")
+    for name, frame in (("rejects.parquet", rejects), ("findings.parquet", findings),
+                        ("people.parquet", people), ("children.parquet", children),
+                        ("periods.parquet", periods)):
+        sinks.write_ordered(frame, version, name)
     sinks.write_json({"results": validation}, version / "validation" / "results.json")
 
 
 @task(cache_policy=NO_CACHE)
-def render_pages(version: Path, shards: int, workers: int, rules: Rules, run: RunInfo
-                 ) -> SiteReport:
-    return render_site(version, shards, workers, rules, run)
+def carry_children(previous: Path, version: Path, rebuilt: set[str], shards: int) -> Carried:
+    try:
+        return carry_over(previous, version, rebuilt, shards)
+    except CarryError as error:
+        raise RunFailed(f"{error}; nothing was published.") from None
+
+
+@task(cache_policy=NO_CACHE)
+def render_pages(version: Path, shards: int, workers: int, rules: Rules, run: RunInfo,
+                 only: frozenset[str] | None) -> SiteReport:
+    return render_site(version, shards, workers, rules, run, only)
 
 
 @flow(name="build-chronologies", log_prints=False,
@@ -191,9 +195,19 @@ def build_chronologies(
                       [r for o in shard_outcomes for r in o.validation])
         lap("write")
 
+        # A run for some children takes every other child from the published output, so
+        # that its version is whole and can be published in turn.
+        published = (Path(out) / sinks.CURRENT / "manifest.json").exists()
+        rebuilt = frozenset(children_table["child_id"])
+        carried = None
+        if children is not None and published:
+            carried = carry_children((Path(out) / sinks.CURRENT).resolve(), version, rebuilt,
+                                     shards)
+            lap("carry")
+
         site = render_pages(version, shards, workers, ruleset, RunInfo(
             run_id=run_id, generated_at=started, as_of=as_of_date, rules_hash=ruleset.digest,
-            marks_new=(Path(out) / sinks.CURRENT / "manifest.json").exists()))
+            marks_new=published), only=rebuilt if carried else None)
         lap("render")
         for outcome in [*tables, *shard_outcomes]:
             for name, seconds in outcome.seconds.items():
@@ -202,6 +216,7 @@ def build_chronologies(
         counts = reconciliation(extracted, shard_outcomes, rejects)
         event_counts, entry_counts = event_reconciliation(shard_outcomes)
         summary = run_summary(counts, rejects, findings, people, children, max_reject_share,
+                              whole_output=children is None or carried is not None,
                               events_balanced=not event_problems(event_counts, entry_counts))
         filtered = pd.concat([o.filtered for o in shard_outcomes], ignore_index=True)
         manifest = {
@@ -220,6 +235,8 @@ def build_chronologies(
                 "filtered_by_rule": _filtered_by_rule(filtered),
             },
             "quality": quality_report(children_table, entry_counts, event_counts),
+            "carried_over": None if carried is None else {
+                "from_run": carried.from_run, "children": carried.children},
             "site": {"path": str(version / "site"), **site.summary()},
             "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
             "versions": _versions(),

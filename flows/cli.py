@@ -207,11 +207,14 @@ def _print_summary(manifest: dict, out: Path) -> None:
                f"{sum(f['rows'] for f in manifest['findings']):,} rows kept with findings")
     _print_chronology(manifest)
     click.echo(site_line(manifest["site"]))
+    if manifest["carried_over"]:
+        click.echo(f"carried over unchanged from run {manifest['carried_over']['from_run']}: "
+                   f"{manifest['carried_over']['children']:,} other children")
     if manifest["published"]:
         click.echo(f"outputs: {out / 'current'}; pages: {out / 'current' / 'site' / 'index.html'}")
     else:
-        click.echo(f"outputs: {manifest['version']} (a run for some children; "
-                   f"{out / 'current'} is unchanged)")
+        click.echo(f"outputs: {manifest['version']} (a run for some children, with no "
+                   f"published output to add them to; {out / 'current'} is unchanged)")
     if manifest["children_not_found"]:
         click.echo(f"not in the source: {', '.join(manifest['children_not_found'])}")
 

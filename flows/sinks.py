@@ -13,6 +13,14 @@ import pyarrow.parquet as pq
 
 CURRENT = "current"
 VERSIONS = "versions"
+# The run's tables, each with the order of its rows.
+ROW_ORDER = {
+    "rejects.parquet": ["table", "source_row"],
+    "findings.parquet": ["table", "record_id"],
+    "people.parquet": ["child_id"],
+    "children.parquet": ["child_id"],
+    "periods.parquet": ["child_id", "start_date", "kind", "period_id"],
+}
 
 
 def version_dir(out: Path, run_id: str) -> Path:
@@ -29,6 +37,12 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
         # any reader's to_pandas() would fail: keep the plain Arrow schema instead.
         table = table.replace_schema_metadata(None)
     pq.write_table(table, path)
+
+
+def write_ordered(frame: pd.DataFrame, version: Path, name: str) -> None:
+    """One of the run's tables (`ROW_ORDER`), its rows in their order."""
+    write_table(frame.sort_values(ROW_ORDER[name], kind="stable", ignore_index=True),
+                version / name)
 
 
 def write_partition(frame: pd.DataFrame, dataset: Path, shard: int) -> Path:

@@ -72,16 +72,18 @@ def site_line(site: dict) -> str:
                          if site.get("worker_peak_mb") else ""))
 
 
-def render_site(version: Path, shards: int, workers: int, rules: Rules, run: RunInfo
-                ) -> SiteReport:
-    """Write `version/site/children/<page-id>.html` for every child of the run and
+def render_site(version: Path, shards: int, workers: int, rules: Rules, run: RunInfo,
+                only: frozenset[str] | None = None) -> SiteReport:
+    """Write `version/site/children/<page-id>.html` for every child of the run (or only
+    those in `only`, when the others' pages are already there) and
     `version/site/index.html`; the children's page ids are in `children.parquet`."""
     clock = time.perf_counter()
     folder = version / SITE / CHILDREN
     folder.mkdir(parents=True, exist_ok=True)
     children = pd.read_parquet(version / "children.parquet")
-    jobs = [(version, number, shards, rules, run) for number in range(shards)]
-    processes = min(workers, shards) if workers > 1 and len(children) >= PROCESSES_FROM else 0
+    jobs = [(version, number, shards, rules, run, only) for number in range(shards)]
+    rendered = len(children) if only is None else len(only)
+    processes = min(workers, shards) if workers > 1 and rendered >= PROCESSES_FROM else 0
     if processes > 1:
         # "spawn": the flow runs threads (Prefect's among them), which fork would copy
         # in whatever state they are in.
@@ -101,17 +103,23 @@ def render_site(version: Path, shards: int, workers: int, rules: Rules, run: Run
                       worker_peak_mb=peak)
 
 
-def render_shard(version: Path, number: int, shards: int, rules: Rules, run: RunInfo
-                 ) -> np.ndarray:
-    """Write the pages of one shard's children; the size of each page in bytes."""
+def render_shard(version: Path, number: int, shards: int, rules: Rules, run: RunInfo,
+                 only: frozenset[str] | None = None) -> np.ndarray:
+    """Write the pages of one shard's children (those in `only`, if given); the size of
+    each page in bytes."""
     children = pd.read_parquet(version / "children.parquet")
-    children = children[shard_of(children["child_id"], shards) == number]
-    children = children.sort_values("child_id", ignore_index=True)
+    in_shard = shard_of(children["child_id"], shards) == number
+    if only is not None:
+        in_shard &= children["child_id"].isin(only).to_numpy(dtype=bool)
+    children = children[in_shard].sort_values("child_id", ignore_index=True)
     wanted = set(children["child_id"])
     periods = pd.read_parquet(version / "periods.parquet")
     periods = periods[periods["child_id"].isin(wanted).to_numpy(dtype=bool)]
     # Every shard writes its partitions, empty or not (`flows.steps`).
     entries = sinks.read_partition(version / "chronology", number)
+    if only is not None:  # the shard also holds children whose pages are not remade
+        entries = entries[entries["child_id"].isin(wanted).to_numpy(dtype=bool)]
+    # (Summaries look their records up by event id: other children's do no harm.)
     members = sinks.read_partition(version / "events", number, MEMBER_COLUMNS)
     folder = version / SITE / CHILDREN
     sizes = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -99,11 +100,10 @@ with get_client(sync_client=True) as client:
                       "parameters": deployment.parameters}))
 """
 
-RUN_FOR_CHILDREN = """
-import json, sys
+RUN = """
+import json
 from prefect.deployments import run_deployment
-run = run_deployment("build-chronologies/nightly", parameters={"children": %r,
-                     "as_of": "2026-03-31"}, timeout=540)
+run = run_deployment("build-chronologies/nightly", parameters=%r, timeout=540)
 print(json.dumps({"state": run.state.type.value, "id": str(run.id)}))
 """
 
@@ -118,17 +118,25 @@ def test_the_nightly_deployment_is_registered_with_its_schedule(served, server):
     assert found["parameters"]["out"] == str(out.resolve())
 
 
-def test_a_run_started_through_the_api_is_run_with_its_parameters(served, server):
+def test_a_run_for_some_children_started_through_the_api_changes_only_theirs(served, server):
     source, out, process = served
     _wait_for(lambda: _prefect(server, READ_DEPLOYMENT), 180, "the nightly deployment",
               process)
-    import sqlite3
-
+    # A whole run, as the schedule would start it.
+    assert _prefect(server, RUN % ({"as_of": "2026-03-31"},))["state"] == "COMPLETED"
+    first = (out / "current").resolve()
     with sqlite3.connect(source) as conn:
         wanted = sorted(r[0] for r in conn.execute(
             "SELECT pers_person_id FROM ssd_person ORDER BY pers_person_id LIMIT 2"))
-    run = _prefect(server, RUN_FOR_CHILDREN % (wanted,))
+
+    run = _prefect(server, RUN % ({"children": wanted, "as_of": "2026-03-31"},))
     assert run["state"] == "COMPLETED", run
-    (version,) = (out / "versions").iterdir()
-    built = pd.read_parquet(version / "children.parquet")
-    assert sorted(built["child_id"]) == wanted
+    second = (out / "current").resolve()
+    assert second != first
+    children = pd.read_parquet(second / "children.parquet").set_index("child_id")
+    assert json.loads((second / "manifest.json").read_text())["children"] == len(wanted)
+    for child, page_id in children["page_id"].items():
+        old, new = (version / "site" / "children" / f"{page_id}.html"
+                    for version in (first, second))
+        # Only the children asked for were rebuilt: every other page is the same file.
+        assert (old.stat().st_ino == new.stat().st_ino) == (child not in wanted), child

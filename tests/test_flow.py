@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from pathlib import Path
 
 import pandas as pd
@@ -205,10 +206,63 @@ def test_rebuilding_some_children_reads_only_them(generated, tmp_path):
                                   children=["EX0000002", "EX0000003", "NOBODY"])
     assert manifest["children"] == 2
     assert manifest["children_not_found"] == ["NOBODY"]
-    # A partial run never replaces the whole current output.
+    # With no published output to add them to, a partial run is not published.
     assert not manifest["published"] and not (tmp_path / "current").exists()
     people = pd.read_parquet(Path(manifest["version"]) / "people.parquet")
     assert sorted(people["child_id"]) == ["EX0000002", "EX0000003"]
+
+
+def _files(version: Path) -> dict[str, tuple[int, bytes]]:
+    return {str(p.relative_to(version)): (p.stat().st_ino, p.read_bytes())
+            for p in sorted((version / "site" / "children").iterdir())}
+
+
+def _rows(version: Path, dataset: str, wanted: set[str]) -> pd.DataFrame:
+    if dataset.endswith(".parquet"):
+        frame = pd.read_parquet(version / dataset)
+    else:
+        frame = ds.dataset(version / dataset, partitioning="hive").to_table().to_pandas()
+    frame = frame[frame["child_id"].isin(wanted)].drop(columns="shard", errors="ignore")
+    return frame.sort_values(list(frame.columns[:3]), ignore_index=True).astype("str")
+
+
+def test_rebuilding_some_children_changes_only_theirs_and_publishes(generated, tmp_path):
+    path, _ = generated
+    source = tmp_path / "ssd.sqlite"
+    source.write_bytes(path.read_bytes())
+    out = tmp_path / "out"
+    first = build_chronologies(source=str(source), out=str(out), shards=2, as_of=AS_OF)
+    old = Path(first["version"])
+    everyone = set(pd.read_parquet(old / "children.parquet")["child_id"])
+    changed, also = sorted(everyone)[:2]
+    with sqlite3.connect(source) as conn:  # the record changes for one child
+        conn.execute("UPDATE ssd_person SET pers_forename = 'Renamed' WHERE pers_person_id = ?",
+                     (changed,))
+
+    second = build_chronologies(source=str(source), out=str(out), shards=2, as_of=AS_OF,
+                                children=[changed, also])
+    new = Path(second["version"])
+    assert second["published"] and (out / "current").resolve() == new.resolve()
+    assert second["carried_over"] == {"from_run": first["run_id"],
+                                      "children": len(everyone) - 2}
+    assert second["site"]["pages"] == 2
+    others = everyone - {changed, also}
+    # Every other child: the same page file (a hard link, not a copy) and the same rows.
+    pages = pd.read_parquet(new / "children.parquet").set_index("child_id")["page_id"]
+    before, after = _files(old), _files(new)
+    assert set(before) == set(after)
+    for child in others:
+        name = f"site/children/{pages[child]}.html"
+        assert after[name] == before[name], child
+    for dataset in ("chronology", "events", "people.parquet", "children.parquet",
+                    "periods.parquet", "rejects.parquet"):
+        pd.testing.assert_frame_equal(_rows(new, dataset, others), _rows(old, dataset, others),
+                                      obj=dataset)
+    # The rebuilt children are rebuilt: the new name is on the page and in the index.
+    assert "Renamed" in after[f"site/children/{pages[changed]}.html"][1].decode()
+    assert "Renamed" in (new / "site" / "index.html").read_text()
+    assert (len(pd.read_parquet(new / "children.parquet"))
+            == len(pd.read_parquet(old / "children.parquet")))
 
 
 def test_asking_only_for_unknown_children_fails(generated, tmp_path):

@@ -155,11 +155,14 @@ def _median(values: pd.Series) -> float | None:
 
 def run_summary(counts: pd.DataFrame, rejects: pd.DataFrame, findings: pd.DataFrame,
                 people: pd.DataFrame, children: list[str] | None, max_reject_share: float,
-                events_balanced: bool = True) -> dict:
+                whole_output: bool, events_balanced: bool = True) -> dict:
     """What a run did, for the manifest: counts, shares, status and the children found.
 
-    `events_balanced` says whether the events reconcile with the chronology
-    (`event_problems`): a run whose counts do not balance, either way, has failed."""
+    `whole_output` says whether the version holds every child (a run for some children
+    holds only them unless the others were carried over from the published output);
+    only a whole output is published. `events_balanced` says whether the events
+    reconcile with the chronology (`event_problems`): a run whose counts do not balance,
+    either way, has failed."""
     rows_in = int(counts["rows_in"].sum())
     rejected = int(counts["rows_rejected"].sum())
     share = rejected / rows_in if rows_in else 0.0
@@ -170,9 +173,7 @@ def run_summary(counts: pd.DataFrame, rejects: pd.DataFrame, findings: pd.DataFr
         "status": status,
         "children_requested": children,
         "children_not_found": sorted(set(children) - found) if children else [],
-        # A run for some children holds only them, so it must not replace the whole
-        # current output; it stays in its version folder.
-        "published": children is None and status == "succeeded",
+        "published": whole_output and status == "succeeded",
         "rows_in": rows_in,
         "rows_rejected": rejected,
         "reject_share": round(share, 6),

@@ -1,0 +1,106 @@
+"""Carry children over, unchanged, from the published output into a new version.
+
+A run for some children (`--children`) builds just them. To publish, its version must
+still hold every child, so every other child's rows, in every table and dataset, and
+their pages are taken from the current output as they are: rows are copied, and pages
+and the partitions of shards with no rebuilt child are hard links (no copy, no
+re-render). Rows that name no child (a reject whose person id is missing) are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from flows import sinks
+from flows.site import CHILDREN, SITE
+from transforms.shards import shard_of
+
+DATASETS = ("events", "chronology")
+
+
+class CarryError(RuntimeError):
+    """The current output cannot be combined with this run's (nothing is published)."""
+
+
+@dataclass(frozen=True)
+class Carried:
+    from_run: str
+    children: int  # children whose outputs were carried over
+
+
+def carry_over(previous: Path, version: Path, rebuilt: set[str], shards: int) -> Carried:
+    """Add to `version` (a run's outputs for the children `rebuilt`) every other child of
+    the output `previous`, unchanged."""
+    manifest = json.loads((previous / "manifest.json").read_text(encoding="utf-8"))
+    if manifest.get("shards") != shards:
+        raise CarryError(
+            f"the current output is cut into {manifest.get('shards')} shards and this run "
+            f"into {shards}: rebuild some children with --shards {manifest.get('shards')}, "
+            "or rebuild every child")
+    for name in sinks.ROW_ORDER:
+        _merge_table(previous, version, name, rebuilt)
+    wanted = pa.array(sorted(rebuilt), pa.string())
+    touched = set(shard_of(pd.Series(sorted(rebuilt), dtype="str"), shards)) if rebuilt else set()
+    for dataset in DATASETS:
+        for number in range(shards):
+            old = previous / dataset / f"shard={number}"
+            new = version / dataset / f"shard={number}"
+            if number in touched:
+                _merge_partition(old, new, wanted)
+            else:  # the run wrote this shard empty: the old one is the whole of it
+                shutil.rmtree(new)
+                _link_tree(old, new)
+    carried = pd.read_parquet(previous / "children.parquet", columns=["child_id", "page_id"])
+    carried = carried[~carried["child_id"].isin(rebuilt)]
+    pages = version / SITE / CHILDREN
+    pages.mkdir(parents=True, exist_ok=True)
+    for page_id in carried["page_id"]:
+        _link(previous / SITE / CHILDREN / f"{page_id}.html", pages / f"{page_id}.html")
+    return Carried(from_run=manifest["run_id"], children=len(carried))
+
+
+def _merge_table(previous: Path, version: Path, name: str, rebuilt: set[str]) -> None:
+    old = pd.read_parquet(previous / name)
+    new = pd.read_parquet(version / name)
+    kept = old[~old["child_id"].isin(rebuilt).to_numpy(dtype=bool)]
+    merged = pd.concat([frame for frame in (kept, new) if len(frame)] or [new],
+                       ignore_index=True)
+    sinks.write_ordered(merged, version, name)
+
+
+def _merge_partition(old: Path, new: Path, rebuilt: pa.Array) -> None:
+    old_rows = pq.read_table(old)
+    kept = old_rows.filter(pc.invert(pc.is_in(old_rows["child_id"], value_set=rebuilt)))
+    new_rows = pq.read_table(new)
+    try:
+        merged = pa.concat_tables([kept, new_rows.cast(kept.schema)])
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as error:
+        raise CarryError(f"{new.parent.name} of the current output has columns this version "
+                         f"of chronology does not write ({error}): rebuild every child"
+                         ) from None
+    shutil.rmtree(new)
+    new.mkdir(parents=True)
+    pq.write_table(merged, new / "part-0.parquet")
+
+
+def _link_tree(old: Path, new: Path) -> None:
+    new.mkdir(parents=True)
+    for path in old.iterdir():
+        _link(path, new / path.name)
+
+
+def _link(old: Path, new: Path) -> None:
+    """`new` as a second name of `old`'s file, or a copy where links cannot be made."""
+    try:
+        os.link(old, new)
+    except OSError:  # another file system, or one without hard links
+        shutil.copy2(old, new)
