@@ -15,6 +15,7 @@ from secrets import token_hex
 import pandas as pd
 import pyarrow as pa
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -35,6 +36,7 @@ from transforms.reconcile import (
     event_reconciliation,
     quality_report,
     reconciliation,
+    run_record,
     run_summary,
 )
 from transforms.rejects import concat_rejects
@@ -242,6 +244,7 @@ def build_chronologies(
             "versions": _versions(),
         }
         sinks.write_json(manifest, version / "manifest.json")
+        _record_in_prefect(manifest, version)
         check_balanced(counts)
         check_events_balanced(event_counts, entry_counts)
         _fail_unless_publishable(manifest, version)
@@ -252,6 +255,17 @@ def build_chronologies(
     logger.info("run %s: %d rows in, %d rejected, %d events", run_id, manifest["rows_in"],
                 manifest["rows_rejected"], manifest["events"])
     return manifest
+
+
+def _record_in_prefect(manifest: dict, version: Path) -> None:
+    """The run's summary and a link to its pages, as artifacts on the flow run."""
+    create_markdown_artifact(key="chronology-run", markdown=run_record(manifest),
+                             description="What the run read, rejected, built and published")
+    create_link_artifact(key="chronology-pages", link=(version / "site" / "index.html"
+                                                       ).resolve().as_uri(),
+                         link_text="The children's chronologies (index)",
+                         description="The pages this run wrote; once published, also at "
+                         "OUT/current/site/index.html")
 
 
 def _fail_unless_publishable(manifest: dict, version: Path) -> None:

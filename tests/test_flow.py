@@ -312,3 +312,24 @@ def test_a_transient_read_error_is_retried(generated, tmp_path, monkeypatch):
                                   children=["EX0000001"])
     assert len(calls) == 2 and manifest["status"] == "succeeded"
     assert manifest["children"] == 1
+
+
+def test_the_run_is_recorded_in_prefect_as_artifacts(run):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    out, manifest, _ = run
+    with get_client(sync_client=True) as client:
+        found = {key: [a for a in client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=[key])))] for key in ("chronology-run",
+                                                             "chronology-pages")}
+    (record,) = [a for a in found["chronology-run"] if manifest["run_id"] in a.data]
+    assert f"| children built | {manifest['children']:,} |" in record.data
+    assert f"| rows rejected | {manifest['rows_rejected']:,}" in record.data
+    assert "| render |" in record.data
+    # Counts only: no child's name reaches Prefect's database.
+    people = pd.read_parquet(out / "current" / "people.parquet")
+    names = {n for n in pd.concat([people["forename"], people["surname"]]).dropna() if n}
+    assert not any(name in record.data for name in names)
+    index = (Path(manifest["version"]) / "site" / "index.html").resolve().as_uri()
+    assert any(f"]({index})" in a.data for a in found["chronology-pages"])

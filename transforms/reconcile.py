@@ -189,3 +189,33 @@ def run_summary(counts: pd.DataFrame, rejects: pd.DataFrame, findings: pd.DataFr
 def _by_rule(frame: pd.DataFrame) -> list[dict]:
     return (frame.groupby(["table", "expectation"]).size().rename("rows").reset_index()
             .to_dict(orient="records"))
+
+
+def run_record(manifest: dict) -> str:
+    """The run in a few lines of Markdown, for the Prefect UI: counts and timings only,
+    never a child's name or a record's text (Prefect keeps artifacts in its database)."""
+    carried = (manifest.get("carried_over") or {}).get("children", 0)
+    fates = pd.DataFrame(manifest["chronology"]["events"])
+    filtered = int(fates["filtered"].sum()) if len(fates) else 0
+    site = manifest["site"]
+    lines = [
+        f"# Run {manifest['run_id']}: {manifest['status']}"
+        f"{'' if manifest['published'] else ' (not published)'}",
+        "",
+        f"Data as of {manifest['data_as_of']}; rules {manifest['rules']['hash']}.",
+        "",
+        "| | |", "|---|---|",
+        f"| children built | {manifest['children']:,} |",
+        f"| children carried over unchanged | {carried:,} |",
+        f"| source rows in | {manifest['rows_in']:,} |",
+        f"| rows rejected | {manifest['rows_rejected']:,} ({manifest['reject_share']:.2%}) |",
+        f"| events | {manifest['events']:,} |",
+        f"| events left out by rule | {filtered:,} |",
+        f"| chronology entries | {manifest['chronology']['entries']:,} |",
+        f"| pages rendered | {site['pages']:,} |",
+        "",
+        "| stage | seconds |", "|---|---:|",
+        *(f"| {stage} | {seconds:,.1f} |" for stage, seconds
+          in manifest["timings_seconds"].items() if not stage.startswith("thread.")),
+    ]
+    return "\n".join(lines) + "\n"
