@@ -104,9 +104,10 @@ def write_outputs(version: Path, rejects: pd.DataFrame, findings: pd.DataFrame,
 
 
 @task(cache_policy=NO_CACHE)
-def carry_children(previous: Path, version: Path, rebuilt: set[str], shards: int) -> Carried:
+def carry_children(previous: Path, version: Path, rebuilt: set[str], shards: int,
+                   rules_hash: str) -> Carried:
     try:
-        return carry_over(previous, version, rebuilt, shards)
+        return carry_over(previous, version, rebuilt, shards, rules_hash)
     except CarryError as error:
         raise RunFailed(f"{error}; nothing was published.") from None
 
@@ -200,16 +201,17 @@ def build_chronologies(
         # A run for some children takes every other child from the published output, so
         # that its version is whole and can be published in turn.
         published = (Path(out) / sinks.CURRENT / "manifest.json").exists()
-        rebuilt = frozenset(children_table["child_id"])
+        built = frozenset(children_table["child_id"])
         carried = None
-        if children is not None and published:
-            carried = carry_children((Path(out) / sinks.CURRENT).resolve(), version, rebuilt,
-                                     shards)
+        if children is not None and published and built:
+            # Every child asked for is replaced: one no longer in the source leaves.
+            carried = carry_children((Path(out) / sinks.CURRENT).resolve(), version,
+                                     built | set(children), shards, ruleset.digest)
             lap("carry")
 
         site = render_pages(version, shards, workers, ruleset, RunInfo(
             run_id=run_id, generated_at=started, as_of=as_of_date, rules_hash=ruleset.digest,
-            marks_new=published), only=rebuilt if carried else None)
+            marks_new=published), only=built if carried is not None else None)
         lap("render")
         for outcome in [*tables, *shard_outcomes]:
             for name, seconds in outcome.seconds.items():

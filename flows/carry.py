@@ -37,15 +37,22 @@ class Carried:
     children: int  # children whose outputs were carried over
 
 
-def carry_over(previous: Path, version: Path, rebuilt: set[str], shards: int) -> Carried:
+def carry_over(previous: Path, version: Path, rebuilt: set[str], shards: int,
+               rules_hash: str) -> Carried:
     """Add to `version` (a run's outputs for the children `rebuilt`) every other child of
-    the output `previous`, unchanged."""
+    the output `previous`, unchanged. `rebuilt` holds every child asked for: one asked for
+    but no longer in the source leaves the output."""
     manifest = json.loads((previous / "manifest.json").read_text(encoding="utf-8"))
     if manifest.get("shards") != shards:
         raise CarryError(
             f"the current output is cut into {manifest.get('shards')} shards and this run "
             f"into {shards}: rebuild some children with --shards {manifest.get('shards')}, "
             "or rebuild every child")
+    if manifest.get("rules", {}).get("hash") != rules_hash:
+        raise CarryError(
+            f"the current output was built with rules {manifest.get('rules', {}).get('hash')} "
+            f"and this run uses {rules_hash}: with other rules, rebuild every child")
+    _refuse_moved_records(previous, version, rebuilt)
     for name in sinks.ROW_ORDER:
         _merge_table(previous, version, name, rebuilt)
     wanted = pa.array(sorted(rebuilt), pa.string())
@@ -57,6 +64,9 @@ def carry_over(previous: Path, version: Path, rebuilt: set[str], shards: int) ->
             if number in touched:
                 _merge_partition(old, new, wanted)
             else:  # the run wrote this shard empty: the old one is the whole of it
+                if pq.read_metadata(new / "part-0.parquet").num_rows:
+                    raise CarryError(f"{dataset} shard {number} holds rows of children not "
+                                     "asked for")
                 shutil.rmtree(new)
                 _link_tree(old, new)
     carried = pd.read_parquet(previous / "children.parquet", columns=["child_id", "page_id"])
@@ -68,10 +78,34 @@ def carry_over(previous: Path, version: Path, rebuilt: set[str], shards: int) ->
     return Carried(from_run=manifest["run_id"], children=len(carried))
 
 
+def _refuse_moved_records(previous: Path, version: Path, rebuilt: set[str]) -> None:
+    """Stop if a record now of a rebuilt child is still on another child's published page
+    (a record moved between children, when two records of a person are merged, say):
+    carrying that child over would show it on both pages."""
+    new_ids = pq.read_table(version / "events", columns=["event_id"])["event_id"]
+    if not len(new_ids):
+        return
+    old = pq.read_table(previous / "events", columns=["event_id", "child_id"],
+                        filters=pc.is_in(pc.field("event_id"), value_set=pc.unique(new_ids)))
+    elsewhere = sorted(set(old["child_id"].to_pylist()) - rebuilt)
+    if elsewhere:
+        raise CarryError(
+            f"records of the children asked for are on the published pages of "
+            f"{len(elsewhere)} other child(ren) ({', '.join(elsewhere[:10])}): rebuild them "
+            "too, or every child")
+
+
 def _merge_table(previous: Path, version: Path, name: str, rebuilt: set[str]) -> None:
     old = pd.read_parquet(previous / name)
     new = pd.read_parquet(version / name)
-    kept = old[~old["child_id"].isin(rebuilt).to_numpy(dtype=bool)]
+    drop = old["child_id"].isin(rebuilt).to_numpy(dtype=bool)
+    if "record_id" in old.columns and len(new):
+        # A row that names no child (a reject whose person id is missing) is read again by
+        # a run that reads its table; keep only the new one.
+        again = pd.MultiIndex.from_frame(new[["table", "record_id"]].astype("str"))
+        drop |= pd.MultiIndex.from_frame(old[["table", "record_id"]].astype("str")
+                                         ).isin(again)
+    kept = old[~drop]
     merged = pd.concat([frame for frame in (kept, new) if len(frame)] or [new],
                        ignore_index=True)
     sinks.write_ordered(merged, version, name)
@@ -102,5 +136,7 @@ def _link(old: Path, new: Path) -> None:
     """`new` as a second name of `old`'s file, or a copy where links cannot be made."""
     try:
         os.link(old, new)
+    except FileNotFoundError:
+        raise CarryError(f"the current output lacks {old.name}: rebuild every child") from None
     except OSError:  # another file system, or one without hard links
         shutil.copy2(old, new)

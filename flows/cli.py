@@ -254,6 +254,8 @@ def serve_nightly(source: str | None, out: str, cron: str, timezone: str, shards
         sys.exit(1)
     source, as_of = _source_and_as_of(source, None)
     _quiet_prefect()
+    from prefect.schedules import Cron
+
     from flows.deployment import serve
     from flows.source import SourceSchemaError
 
@@ -262,13 +264,14 @@ def serve_nightly(source: str | None, out: str, cron: str, timezone: str, shards
     except (SourceSchemaError, ConnectionError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
-    click.echo(f"serving build-chronologies/nightly: {cron} ({timezone}), "
-               f"writing {Path(out).resolve()}; Ctrl-C stops it")
     try:
-        serve(source=source, out=str(Path(out).resolve()), as_of=as_of, shards=shards,
-              workers=workers, keep_versions=keep_versions, cron=cron, timezone=timezone)
+        Cron(cron, timezone=timezone)
     except ValueError as error:  # a cron expression Prefect cannot read
         raise click.BadParameter(str(error), param_hint="--cron") from None
+    click.echo(f"serving build-chronologies/nightly: {cron} ({timezone}), "
+               f"writing {Path(out).resolve()}; Ctrl-C stops it")
+    serve(source=source, out=str(Path(out).resolve()), as_of=as_of, shards=shards,
+          workers=workers, keep_versions=keep_versions, cron=cron, timezone=timezone)
 
 
 @main.command()

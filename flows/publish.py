@@ -96,11 +96,16 @@ def clean_up(out: Path, keep: int = DEFAULT_KEEP) -> list[str]:
     if not folder.is_dir():
         return []
     current = _current_name(out)
+    versions = sorted(p.name for p in folder.iterdir() if p.is_dir())  # run ids sort by time
+    # An output written before versions were marked: trust the manifests of those before
+    # the current one (once, until this clean-up marks the current one).
+    unmarked = not any((folder / v / PUBLISHED).exists() for v in versions)
     if current and (folder / current).is_dir():
         # A run killed just after the switch is published but has no marker yet.
         mark_published(folder / current)
-    versions = sorted(p.name for p in folder.iterdir() if p.is_dir())  # run ids sort by time
-    published = [v for v in versions if v == current or (folder / v / PUBLISHED).exists()]
+    published = [v for v in versions if v == current or (folder / v / PUBLISHED).exists()
+                 or (unmarked and current is not None and v < current
+                     and _published_says(folder / v) is True)]
     failed = [v for v in versions if v not in published and _refused(folder / v)]
     wanted = {current, *published[-keep:], *failed[-1:]}
     removed = []
@@ -116,11 +121,15 @@ def clean_up(out: Path, keep: int = DEFAULT_KEEP) -> list[str]:
 def _refused(version: Path) -> bool:
     """Whether the run finished and decided not to publish (its manifest says so); a run
     killed between writing its manifest and the switch has a manifest that says yes."""
+    return _published_says(version) is False
+
+
+def _published_says(version: Path) -> bool | None:
     try:
         return json.loads((version / "manifest.json").read_text(encoding="utf-8")
-                          ).get("published") is False
+                          ).get("published")
     except (OSError, ValueError, AttributeError):
-        return False
+        return None
 
 
 def _current_name(out: Path) -> str | None:

@@ -206,6 +206,34 @@ def _parts(url: URL, table: SourceTable) -> list[tuple[int, int] | None]:
     return [(low, low + PART_ROWS) for low in range(0, highest, PART_ROWS)]
 
 
+def _refuse_shared_owner_keys(url: URL, present: Sequence[SourceTable],
+                              children: Sequence[str]) -> None:
+    """Fail when a table whose rows find their child through a parent's key (assessment
+    factors through the assessment, say) could be read for the wrong child.
+
+    A full run rejects the rows under a key that two children's parent rows share, as
+    their child cannot be told. Reading some children reads only their parent rows, so
+    the other child's row with the same key is not seen and the rows would be given to
+    the child asked for. Such a run stops instead.
+    """
+    names = {table.name for table in present}
+    ids = ", ".join(_literal(c) for c in children) or "NULL"
+    for table in present:
+        if table.person is not None or table.owner.table not in names:
+            continue
+        owner, parent = table.owner, TABLES_BY_NAME[table.owner.table]
+        shared = _read(url, f'SELECT COUNT(DISTINCT "{owner.key}") AS shared FROM '
+                            f'"{owner.table}" WHERE "{parent.person}" NOT IN ({ids}) AND '
+                            f'"{owner.key}" IN (SELECT "{owner.key}" FROM "{owner.table}" '
+                            f'WHERE "{parent.person}" IN ({ids}))').column(0)[0].as_py()
+        if shared:
+            raise SourceSchemaError(
+                f"{shared} {owner.table} key(s) of the children asked for are also held by "
+                f"other children, so the {table.name} rows under them cannot be given to a "
+                "child from these children's records alone (a full run rejects them); "
+                "rebuild every child instead")
+
+
 def read_source(url: URL, tables: Sequence[SourceTable], children: Sequence[str] | None = None,
                 workers: int = 2) -> dict[str, pa.Table]:
     """Every present table of the contract, read in parallel, as Arrow tables.
@@ -216,6 +244,8 @@ def read_source(url: URL, tables: Sequence[SourceTable], children: Sequence[str]
     present = present_tables(url, tables)
     if PERSON_TABLE not in {t.name for t in present}:
         raise SourceSchemaError(f"table {PERSON_TABLE} is missing ({PERSON_ID} names children)")
+    if children is not None:
+        _refuse_shared_owner_keys(url, present, children)
     jobs = [(table, rowids) for table in present for rowids in _parts(url, table)]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         results = list(pool.map(

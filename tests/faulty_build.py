@@ -73,7 +73,7 @@ POINTS = {
 
 def main(point: str, source: str, out: str) -> None:
     POINTS[point](Path(out))
-    build.build_chronologies(source=source, out=out, shards=2, as_of="2026-03-31")
+    build.build_chronologies(source=source, out=out, shards=1, as_of="2026-03-31")
 
 
 if __name__ == "__main__":

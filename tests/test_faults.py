@@ -47,7 +47,7 @@ def published(source, tmp_path_factory) -> Path:
 
 
 def _build(source: str, out: Path) -> dict:
-    return build_chronologies(source=source, out=str(out), shards=2, as_of="2026-03-31")
+    return build_chronologies(source=source, out=str(out), shards=1, as_of="2026-03-31")
 
 
 def _start(point: str, source: str, out: Path) -> subprocess.Popen:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -226,20 +227,22 @@ def _rows(version: Path, dataset: str, wanted: set[str]) -> pd.DataFrame:
     return frame.sort_values(list(frame.columns[:3]), ignore_index=True).astype("str")
 
 
-def test_rebuilding_some_children_changes_only_theirs_and_publishes(generated, tmp_path):
+def test_rebuilding_some_children_changes_only_theirs_and_publishes(generated, run,
+                                                                      tmp_path):
     path, _ = generated
     source = tmp_path / "ssd.sqlite"
     source.write_bytes(path.read_bytes())
     out = tmp_path / "out"
-    first = build_chronologies(source=str(source), out=str(out), shards=2, as_of=AS_OF)
-    old = Path(first["version"])
+    shutil.copytree(run[0], out, symlinks=True)  # the module's whole run, published
+    first = run[1]
+    old = out / "versions" / first["run_id"]
     everyone = set(pd.read_parquet(old / "children.parquet")["child_id"])
     changed, also = sorted(everyone)[:2]
     with sqlite3.connect(source) as conn:  # the record changes for one child
         conn.execute("UPDATE ssd_person SET pers_forename = 'Renamed' WHERE pers_person_id = ?",
                      (changed,))
 
-    second = build_chronologies(source=str(source), out=str(out), shards=2, as_of=AS_OF,
+    second = build_chronologies(source=str(source), out=str(out), shards=3, as_of=AS_OF,
                                 children=[changed, also])
     new = Path(second["version"])
     assert second["published"] and (out / "current").resolve() == new.resolve()
@@ -258,6 +261,13 @@ def test_rebuilding_some_children_changes_only_theirs_and_publishes(generated, t
                     "periods.parquet", "rejects.parquet"):
         pd.testing.assert_frame_equal(_rows(new, dataset, others), _rows(old, dataset, others),
                                       obj=dataset)
+    # Nothing twice: the rebuilt children's old rows are gone, not kept beside the new.
+    for dataset, key in (("chronology", "entry_id"), ("events", "event_id")):
+        ids = ds.dataset(new / dataset, partitioning="hive").to_table(columns=[key])[key]
+        assert len(ids) == len(set(ids.to_pylist())), dataset
+    rejects = pd.read_parquet(new / "rejects.parquet").astype("str")
+    assert not rejects.duplicated().any()
+    assert len(rejects) == len(pd.read_parquet(old / "rejects.parquet"))
     # The rebuilt children are rebuilt: the new name is on the page and in the index.
     assert "Renamed" in after[f"site/children/{pages[changed]}.html"][1].decode()
     assert "Renamed" in (new / "site" / "index.html").read_text()

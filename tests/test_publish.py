@@ -112,3 +112,11 @@ def test_clean_up_of_a_new_output_does_nothing(tmp_path):
     assert clean_up(tmp_path / "nothing-yet") == []
     with pytest.raises(ValueError, match="keep at least"):
         clean_up(tmp_path, keep=0)
+
+
+def test_an_output_from_before_the_markers_keeps_its_published_versions(tmp_path):
+    names = [f"2026112{day}T020000Z-aaaaaa" for day in range(1, 6)]
+    _versions(tmp_path, *names)  # published, as their manifests say, but never marked
+    sinks.make_current(tmp_path, names[-1])
+    assert clean_up(tmp_path, keep=3) == names[:2]
+    assert _left(tmp_path) == names[2:]

@@ -68,6 +68,28 @@ def test_reads_only_the_children_asked_for(database):
     assert set(factors) <= set(assessments)
 
 
+def test_reading_some_children_refuses_an_owner_key_another_child_shares(tmp_path):
+    # A full run rejects factors under an assessment key two children hold; a read of one
+    # of them would see only its own assessment and give that child the other's factors.
+    path = tmp_path / "shared.sqlite"
+    generate_database(path, children=30, seed=3, bad_rate=0)
+    with sqlite3.connect(path) as connection:
+        ((one, assessment),) = connection.execute(
+            "SELECT cina_person_id, cina_assessment_id FROM ssd_cin_assessments WHERE "
+            "cina_assessment_id IN (SELECT cinf_assessment_id FROM ssd_assessment_factors) "
+            "LIMIT 1").fetchall()
+        other = connection.execute("SELECT pers_person_id FROM ssd_person WHERE "
+                                   "pers_person_id != ? LIMIT 1", (one,)).fetchone()[0]
+        connection.execute("INSERT INTO ssd_cin_assessments (cina_assessment_id, "
+                           "cina_person_id) VALUES (?, ?)", (assessment, other))
+    with pytest.raises(SourceSchemaError, match="1 ssd_cin_assessments key.* also held by "
+                       "other children.*rebuild every child"):
+        read_source(source_url(path), TABLES, [one])
+    # Both children together are read, as the full run reads them.
+    raw = read_source(source_url(path), TABLES, [one, other])
+    assert raw["ssd_cin_assessments"].num_rows >= 2
+
+
 def test_child_ids_are_quoted_not_executed():
     sql = select_sql(TABLES_BY_NAME["ssd_contacts"], "sqlite", ["x' OR '1'='1"])
     assert "'x'' OR ''1''=''1'" in sql

@@ -173,7 +173,7 @@ def run_summary(counts: pd.DataFrame, rejects: pd.DataFrame, findings: pd.DataFr
         "status": status,
         "children_requested": children,
         "children_not_found": sorted(set(children) - found) if children else [],
-        "published": whole_output and status == "succeeded",
+        "published": whole_output and status == "succeeded" and bool(found),
         "rows_in": rows_in,
         "rows_rejected": rejected,
         "reject_share": round(share, 6),
