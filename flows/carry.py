@@ -103,8 +103,8 @@ def _merge_table(previous: Path, version: Path, name: str, rebuilt: set[str]) ->
         # A row that names no child (a reject whose person id is missing) is read again by
         # a run that reads its table; keep only the new one.
         again = pd.MultiIndex.from_frame(new[["table", "record_id"]].astype("str"))
-        drop |= pd.MultiIndex.from_frame(old[["table", "record_id"]].astype("str")
-                                         ).isin(again)
+        drop = drop | pd.MultiIndex.from_frame(old[["table", "record_id"]].astype("str")
+                                               ).isin(again)
     kept = old[~drop]
     merged = pd.concat([frame for frame in (kept, new) if len(frame)] or [new],
                        ignore_index=True)
