@@ -206,31 +206,42 @@ def _parts(url: URL, table: SourceTable) -> list[tuple[int, int] | None]:
     return [(low, low + PART_ROWS) for low in range(0, highest, PART_ROWS)]
 
 
-def _refuse_shared_owner_keys(url: URL, present: Sequence[SourceTable],
-                              children: Sequence[str]) -> None:
-    """Fail when a table whose rows find their child through a parent's key (assessment
-    factors through the assessment, say) could be read for the wrong child.
+def _refuse_shared_keys(url: URL, present: Sequence[SourceTable],
+                        children: Sequence[str]) -> None:
+    """Fail when reading only `children` could decide a row differently from a full run.
 
-    A full run rejects the rows under a key that two children's parent rows share, as
-    their child cannot be told. Reading some children reads only their parent rows, so
-    the other child's row with the same key is not seen and the rows would be given to
-    the child asked for. Such a run stops instead.
+    A full run rejects rows whose key another row of the table also has (`key.unique`),
+    and rows that find their child through a parent's key (assessment factors through
+    the assessment) when two children's parent rows share that key. A read of some
+    children sees only their own rows, so it would keep such a row, or give it to the
+    child asked for. Such a run stops instead, and says which table.
     """
     names = {table.name for table in present}
     ids = ", ".join(_literal(c) for c in children) or "NULL"
+
+    def mine(table: SourceTable) -> str:  # the rows a read of `children` takes
+        if table.person is not None:
+            return f'"{table.person}" IN ({ids})'
+        parent = TABLES_BY_NAME[table.owner.table]
+        return (f'"{table.owner.column}" IN (SELECT "{table.owner.key}" FROM '
+                f'"{table.owner.table}" WHERE "{parent.person}" IN ({ids}))')
+
+    checks = []  # (table, key column) whose values must not be shared with other rows
     for table in present:
-        if table.person is not None or table.owner.table not in names:
-            continue
-        owner, parent = table.owner, TABLES_BY_NAME[table.owner.table]
-        shared = _read(url, f'SELECT COUNT(DISTINCT "{owner.key}") AS shared FROM '
-                            f'"{owner.table}" WHERE "{parent.person}" NOT IN ({ids}) AND '
-                            f'"{owner.key}" IN (SELECT "{owner.key}" FROM "{owner.table}" '
-                            f'WHERE "{parent.person}" IN ({ids}))').column(0)[0].as_py()
+        if table.person is not None or table.owner.table in names:
+            checks.append((table, table.key))
+        if table.person is None and table.owner.table in names:
+            checks.append((TABLES_BY_NAME[table.owner.table], table.owner.key))
+    for table, key in checks:
+        shared = _read(url, f'SELECT COUNT(DISTINCT "{key}") AS shared FROM "{table.name}" '
+                            f'WHERE NOT COALESCE({mine(table)}, FALSE) AND "{key}" IN '
+                            f'(SELECT "{key}" FROM "{table.name}" WHERE {mine(table)})'
+                       ).column(0)[0].as_py()
         if shared:
             raise SourceSchemaError(
-                f"{shared} {owner.table} key(s) of the children asked for are also held by "
-                f"other children, so the {table.name} rows under them cannot be given to a "
-                "child from these children's records alone (a full run rejects them); "
+                f"{shared} {table.name} key(s) of the children asked for are also held by "
+                "rows of other children (or of none), so a read of these children alone "
+                "could keep rows a full run rejects, or give rows to the wrong child; "
                 "rebuild every child instead")
 
 
@@ -245,7 +256,7 @@ def read_source(url: URL, tables: Sequence[SourceTable], children: Sequence[str]
     if PERSON_TABLE not in {t.name for t in present}:
         raise SourceSchemaError(f"table {PERSON_TABLE} is missing ({PERSON_ID} names children)")
     if children is not None:
-        _refuse_shared_owner_keys(url, present, children)
+        _refuse_shared_keys(url, present, children)
     jobs = [(table, rowids) for table in present for rowids in _parts(url, table)]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         results = list(pool.map(

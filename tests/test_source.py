@@ -83,11 +83,29 @@ def test_reading_some_children_refuses_an_owner_key_another_child_shares(tmp_pat
         connection.execute("INSERT INTO ssd_cin_assessments (cina_assessment_id, "
                            "cina_person_id) VALUES (?, ?)", (assessment, other))
     with pytest.raises(SourceSchemaError, match="1 ssd_cin_assessments key.* also held by "
-                       "other children.*rebuild every child"):
+                       "rows of other children.*rebuild every child"):
         read_source(source_url(path), TABLES, [one])
     # Both children together are read, as the full run reads them.
     raw = read_source(source_url(path), TABLES, [one, other])
     assert raw["ssd_cin_assessments"].num_rows >= 2
+
+
+def test_reading_some_children_refuses_a_record_key_another_child_shares(tmp_path):
+    # A full run rejects both rows of a duplicated key; a read of one child would keep
+    # its row.
+    path = tmp_path / "duplicate.sqlite"
+    generate_database(path, children=30, seed=4, bad_rate=0)
+    with sqlite3.connect(path) as connection:
+        ((one, contact),) = connection.execute(
+            "SELECT cont_person_id, cont_contact_id FROM ssd_contacts LIMIT 1").fetchall()
+        other = connection.execute("SELECT pers_person_id FROM ssd_person WHERE "
+                                   "pers_person_id != ? LIMIT 1", (one,)).fetchone()[0]
+        connection.execute("INSERT INTO ssd_contacts (cont_contact_id, cont_person_id) "
+                           "VALUES (?, ?)", (contact, other))
+    with pytest.raises(SourceSchemaError, match="1 ssd_contacts key.* also held by"):
+        read_source(source_url(path), TABLES, [one])
+    # A child without shared keys is read as before.
+    assert read_source(source_url(path), TABLES, [other, one])["ssd_person"].num_rows == 2
 
 
 def test_child_ids_are_quoted_not_executed():
