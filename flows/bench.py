@@ -26,7 +26,7 @@ from flows.source import read_source, source_url
 from flows.steps import ShardOutcome, score_and_shape, stage_and_write_shard, validate_table
 from flows.validation import SuiteRunner
 from transforms.pages import RunInfo, page_ids
-from transforms.prepare import prepare
+from transforms.prepare import known_ids, prepare
 from transforms.reconcile import event_reconciliation, quality_line, quality_report
 from transforms.rules import Rules, load_rules
 from transforms.shards import by_shard
@@ -81,7 +81,7 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
             tempfile.TemporaryDirectory() as folder:
         clock = time.perf_counter()
         prepared = prepare({name: table.to_pandas(date_as_object=False)
-                            for name, table in raw.items()}, pool.map)
+                            for name, table in raw.items()}, known_ids(raw), pool.map)
         del raw
         prepare_s = time.perf_counter() - clock
 

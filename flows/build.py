@@ -14,13 +14,22 @@ from secrets import token_hex
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import sinks
-from flows.carry import Carried, CarryError, carry_over
+from flows.carry import Carried, CarryError, Taken, carry_over
+from flows.incremental import (
+    Reuse,
+    code_digest,
+    nothing_reused,
+    plan_reuse,
+    stamped,
+    without_children,
+)
 from flows.cli import DEFAULT_KEEP, DEFAULT_MAX_REJECT_SHARE, DEFAULT_SHARDS
 from flows.publish import clean_up, exclusive, mark_published
 from flows.site import SiteReport, render_site
@@ -28,7 +37,8 @@ from flows.source import SourceSchemaError, read_source, safe_url, source_url
 from flows.steps import ShardOutcome, TableOutcome, stage_and_write_shard, validate_table
 from flows.validation import SuiteRunner
 from transforms.pages import RunInfo, page_ids
-from transforms.prepare import Prepared, prepare
+from transforms.fingerprint import SourceFacts, source_facts
+from transforms.prepare import Prepared, known_ids, prepare
 from transforms.reconcile import (
     check_balanced,
     check_events_balanced,
@@ -42,7 +52,7 @@ from transforms.reconcile import (
 from transforms.rejects import concat_rejects
 from transforms.rules import DEFAULT_RULES, Rules, load_rules
 from transforms.shards import by_shard
-from transforms.ssd import TABLES
+from transforms.ssd import TABLES, TABLES_BY_NAME
 
 TABLE_ORDER = {table.name: position for position, table in enumerate(TABLES)}
 
@@ -69,10 +79,23 @@ def extract(source: str, children: list[str] | None, workers: int) -> dict[str, 
 
 
 @task(cache_policy=NO_CACHE)
-def prepare_tables(raw: dict[str, pa.Table], workers: int) -> Prepared:
+def learn_source(raw: dict[str, pa.Table], as_of: pd.Timestamp, since: pd.Timestamp | None,
+                 workers: int) -> SourceFacts:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return source_facts(raw, TABLES_BY_NAME, known_ids(raw), as_of, since, pool.map)
+
+
+@task(cache_policy=NO_CACHE)
+def plan_incremental(out: Path, facts: SourceFacts, as_of: pd.Timestamp, rules_hash: str,
+                     shards: int, full: bool) -> Reuse:
+    return plan_reuse(out, facts.children, as_of, rules_hash, code_digest(), shards, full)
+
+
+@task(cache_policy=NO_CACHE)
+def prepare_tables(raw: dict[str, pa.Table], known: dict, workers: int) -> Prepared:
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return prepare({name: table.to_pandas(date_as_object=False)
-                        for name, table in raw.items()}, pool.map)
+                        for name, table in raw.items()}, known, pool.map)
 
 
 @task(cache_policy=NO_CACHE)
@@ -104,10 +127,10 @@ def write_outputs(version: Path, rejects: pd.DataFrame, findings: pd.DataFrame,
 
 
 @task(cache_policy=NO_CACHE)
-def carry_children(previous: Path, version: Path, rebuilt: set[str], shards: int,
+def carry_children(previous: Path, version: Path, taken: Taken, shards: int,
                    rules_hash: str) -> Carried:
     try:
-        return carry_over(previous, version, rebuilt, shards, rules_hash)
+        return carry_over(previous, version, taken, shards, rules_hash)
     except CarryError as error:
         raise RunFailed(f"{error}; nothing was published.") from None
 
@@ -131,12 +154,18 @@ def build_chronologies(
     rules: str | None = None,
     keep_versions: int = DEFAULT_KEEP,
     wait_seconds: float = 0,
+    full: bool = False,
+    since: str | None = None,
 ) -> dict:
     """Build the chronologies of every child (or `children`) of `source`.
 
-    `rules` is the path of a rules file; the default is the one shipped with chronology.
-    `keep_versions` published versions are kept. A run waits up to `wait_seconds` for
-    another run writing the same `out` to finish, then fails without touching it.
+    A run over the whole source rebuilds only the children whose outputs may have
+    changed since the published output (`flows/incremental.py`) and takes the others
+    from it; `full` rebuilds everyone, `since` (a date) also every child with a record
+    dated on or after it. `rules` is the path of a rules file; the default is the one
+    shipped with chronology. `keep_versions` published versions are kept. A run waits up
+    to `wait_seconds` for another run writing the same `out` to finish, then fails
+    without touching it.
     """
     logger = get_run_logger()
     rules_path = Path(rules) if rules else DEFAULT_RULES
@@ -159,11 +188,23 @@ def build_chronologies(
             clock = now
 
         raw = extract(source, children, workers)
-        extracted = {name: table.num_rows for name, table in raw.items()}
+        rows_read = sum(table.num_rows for table in raw.values())
         lap("extract")
-        logger.info("extracted %d tables, %d rows", len(raw), sum(extracted.values()))
+        logger.info("extracted %d tables, %d rows", len(raw), rows_read)
 
-        prepared = prepare_tables(raw, workers)
+        facts = learn_source(raw, data_as_of, since and pd.Timestamp(since), workers)
+        reuse = nothing_reused("a run for some children", 0)
+        if children is None:
+            reuse = plan_incremental(Path(out), facts, data_as_of, ruleset.digest, shards,
+                                     full)
+            raw = without_children(raw, facts.children_of_rows, reuse.children)
+        # What the run accounts for: the rows of the children it builds.
+        extracted = {name: table.num_rows for name, table in raw.items()}
+        lap("fingerprint")
+        logger.info("%d children unchanged since the published output, %d to build",
+                    len(reuse.children), len(facts.children) - len(reuse.children))
+
+        prepared = prepare_tables(raw, facts.known, workers)
         del raw
         lap("prepare")
 
@@ -192,21 +233,27 @@ def build_chronologies(
         people = pd.concat([o.people for o in shard_outcomes], ignore_index=True)
         children_table = pd.concat([o.children for o in shard_outcomes], ignore_index=True)
         children_table["page_id"] = page_ids(children_table["child_id"])
+        children_table = stamped(children_table, facts.children, as_of_date)
         write_outputs(version, rejects, findings, people, children_table,
                       pd.concat([o.periods for o in shard_outcomes], ignore_index=True),
                       [r for t in tables for r in t.validation] +
                       [r for o in shard_outcomes for r in o.validation])
         lap("write")
 
-        # A run for some children takes every other child from the published output, so
-        # that its version is whole and can be published in turn.
+        # A run that built only some children takes every other child from the published
+        # output, so that its version is whole and can be published in turn.
         published = (Path(out) / sinks.CURRENT / "manifest.json").exists()
         built = frozenset(children_table["child_id"])
         carried = None
         if children is not None and published and built:
             # Every child asked for is replaced: one no longer in the source leaves.
             carried = carry_children((Path(out) / sinks.CURRENT).resolve(), version,
-                                     built | set(children), shards, ruleset.digest)
+                                     Taken(replaced=built | set(children)), shards,
+                                     ruleset.digest)
+            lap("carry")
+        elif reuse.children:
+            carried = carry_children(reuse.previous, version, Taken(taken=reuse.children),
+                                     shards, ruleset.digest)
             lap("carry")
 
         site = render_pages(version, shards, workers, ruleset, RunInfo(
@@ -221,7 +268,11 @@ def build_chronologies(
         event_counts, entry_counts = event_reconciliation(shard_outcomes)
         summary = run_summary(counts, rejects, findings, people, children, max_reject_share,
                               whole_output=children is None or carried is not None,
-                              events_balanced=not event_problems(event_counts, entry_counts))
+                              events_balanced=not event_problems(event_counts, entry_counts),
+                              carried=0 if carried is None else carried.children,
+                              whole_source=None if children is not None or carried is None
+                              else (pq.read_metadata(version / "rejects.parquet").num_rows,
+                                    rows_read))
         filtered = pd.concat([o.filtered for o in shard_outcomes], ignore_index=True)
         manifest = {
             "run_id": run_id,
@@ -232,6 +283,7 @@ def build_chronologies(
             "version": str(version),
             "shards": shards,
             "rules": {"path": str(rules_path), "hash": ruleset.digest},
+            "code": code_digest(),
             **summary,
             "chronology": {
                 **{k: v for k, v in entry_counts.items() if k != "no_reason"},
@@ -241,6 +293,8 @@ def build_chronologies(
             "quality": quality_report(children_table, entry_counts, event_counts),
             "carried_over": None if carried is None else {
                 "from_run": carried.from_run, "children": carried.children},
+            "rebuilt_because": reuse.rebuilt_because,
+            "rows_read": rows_read,
             "site": {"path": str(version / "site"), **site.summary()},
             "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
             "versions": _versions(),
@@ -276,7 +330,8 @@ def _fail_unless_publishable(manifest: dict, version: Path) -> None:
                         "for is in the source; nothing was published.")
     if manifest["status"] != "succeeded":
         raise RunFailed(
-            f"{manifest['rows_rejected']:,} of {manifest['rows_in']:,} source rows "
+            f"{manifest['reject_share_of']['rejected']:,} of "
+            f"{manifest['reject_share_of']['rows']:,} source rows "
             f"({manifest['reject_share']:.2%}) were rejected, more than the "
             f"{manifest['max_reject_share']:.2%} allowed; nothing was published. "
             f"See {version / 'rejects.parquet'} and {version / 'manifest.json'}.")

@@ -1,10 +1,10 @@
 """Carry children over, unchanged, from the published output into a new version.
 
-A run for some children (`--children`) builds just them. To publish, its version must
-still hold every child, so every other child's rows, in every table and dataset, and
-their pages are taken from the current output as they are: rows are copied, and pages
-and the partitions of shards with no rebuilt child are hard links (no copy, no
-re-render). Rows that name no child (a reject whose person id is missing) are kept.
+A run for some children (`--children`), or one that found most children unchanged
+(`flows/incremental.py`), builds just some. To publish, its version must still hold
+every child, so every other child's rows, in every table and dataset, and their pages
+are taken from the current output as they are: rows are copied, and pages and the
+partitions of shards with no rebuilt child are hard links (no copy, no re-render).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,11 +38,31 @@ class Carried:
     children: int  # children whose outputs were carried over
 
 
-def carry_over(previous: Path, version: Path, rebuilt: set[str], shards: int,
-               rules_hash: str) -> Carried:
-    """Add to `version` (a run's outputs for the children `rebuilt`) every other child of
-    the output `previous`, unchanged. `rebuilt` holds every child asked for: one asked for
-    but no longer in the source leaves the output."""
+@dataclass(frozen=True)
+class Taken:
+    """Which rows of the published output a run takes: those of the children `taken`
+    (a run over the whole source, which read every other row again), or of every child
+    but `replaced` (a run for some children, which read only theirs)."""
+
+    taken: frozenset[str] | None = None
+    replaced: frozenset[str] | None = None
+
+    def rows(self, child_ids: pd.Series) -> np.ndarray:
+        if self.taken is not None:
+            return child_ids.isin(self.taken).to_numpy(dtype=bool)
+        return ~child_ids.isin(self.replaced).to_numpy(dtype=bool)
+
+    def arrow_rows(self, child_ids: pa.ChunkedArray) -> pa.ChunkedArray:
+        if self.taken is not None:
+            return pc.is_in(child_ids, value_set=pa.array(sorted(self.taken), pa.string()))
+        return pc.invert(pc.is_in(child_ids, value_set=pa.array(sorted(self.replaced),
+                                                                  pa.string())))
+
+
+def carry_over(previous: Path, version: Path, taken: Taken, shards: int, rules_hash: str
+               ) -> Carried:
+    """Add to `version` (this run's outputs for the children it built) the rows and
+    pages of the output `previous` that `taken` says, unchanged."""
     manifest = json.loads((previous / "manifest.json").read_text(encoding="utf-8"))
     if manifest.get("shards") != shards:
         raise CarryError(
@@ -52,68 +73,67 @@ def carry_over(previous: Path, version: Path, rebuilt: set[str], shards: int,
         raise CarryError(
             f"the current output was built with rules {manifest.get('rules', {}).get('hash')} "
             f"and this run uses {rules_hash}: with other rules, rebuild every child")
-    _refuse_moved_records(previous, version, rebuilt)
+    _refuse_moved_records(previous, version, taken)
     for name in sinks.ROW_ORDER:
-        _merge_table(previous, version, name, rebuilt)
-    wanted = pa.array(sorted(rebuilt), pa.string())
-    touched = set(shard_of(pd.Series(sorted(rebuilt), dtype="str"), shards)) if rebuilt else set()
+        _merge_table(previous, version, name, taken)
+    before = pd.read_parquet(previous / "children.parquet", columns=["child_id", "page_id"])
+    before = before.assign(child_id=before["child_id"].astype("str"))
+    kept = taken.rows(before["child_id"])
+    # Shards that lose a child of the current output, or gain rows of this run's.
+    changed = set(shard_of(before["child_id"][~kept], shards))
     for dataset in DATASETS:
         for number in range(shards):
             old = previous / dataset / f"shard={number}"
             new = version / dataset / f"shard={number}"
-            if number in touched:
-                _merge_partition(old, new, wanted)
+            if number in changed or pq.read_metadata(new / "part-0.parquet").num_rows:
+                _merge_partition(old, new, taken)
             else:  # the run wrote this shard empty: the old one is the whole of it
-                if pq.read_metadata(new / "part-0.parquet").num_rows:
-                    raise CarryError(f"{dataset} shard {number} holds rows of children not "
-                                     "asked for")
                 shutil.rmtree(new)
                 _link_tree(old, new)
-    carried = pd.read_parquet(previous / "children.parquet", columns=["child_id", "page_id"])
-    carried = carried[~carried["child_id"].isin(rebuilt)]
     pages = version / SITE / CHILDREN
     pages.mkdir(parents=True, exist_ok=True)
-    for page_id in carried["page_id"]:
+    for page_id in before["page_id"][kept]:
         _link(previous / SITE / CHILDREN / f"{page_id}.html", pages / f"{page_id}.html")
-    return Carried(from_run=manifest["run_id"], children=len(carried))
+    return Carried(from_run=manifest["run_id"], children=int(kept.sum()))
 
 
-def _refuse_moved_records(previous: Path, version: Path, rebuilt: set[str]) -> None:
-    """Stop if a record now of a rebuilt child is still on another child's published page
-    (a record moved between children, when two records of a person are merged, say):
+def _refuse_moved_records(previous: Path, version: Path, taken: Taken) -> None:
+    """Stop if a record of a child this run built is still on a carried child's page (a
+    record moved between children, when two records of a person are merged, say):
     carrying that child over would show it on both pages."""
     new_ids = pq.read_table(version / "events", columns=["event_id"])["event_id"]
     if not len(new_ids):
         return
     old = pq.read_table(previous / "events", columns=["event_id", "child_id"],
                         filters=pc.is_in(pc.field("event_id"), value_set=pc.unique(new_ids)))
-    elsewhere = sorted(set(old["child_id"].to_pylist()) - rebuilt)
+    elsewhere = sorted(set(old.filter(taken.arrow_rows(old["child_id"]))["child_id"]
+                           .to_pylist()))
     if elsewhere:
         raise CarryError(
-            f"records of the children asked for are on the published pages of "
+            f"records of the children rebuilt are on the published pages of "
             f"{len(elsewhere)} other child(ren) ({', '.join(elsewhere[:10])}): rebuild them "
             "too, or every child")
 
 
-def _merge_table(previous: Path, version: Path, name: str, rebuilt: set[str]) -> None:
+def _merge_table(previous: Path, version: Path, name: str, taken: Taken) -> None:
     old = pd.read_parquet(previous / name)
     new = pd.read_parquet(version / name)
-    drop = old["child_id"].isin(rebuilt).to_numpy(dtype=bool)
+    keep = taken.rows(old["child_id"])
     if "record_id" in old.columns and len(new):
         # A row that names no child (a reject whose person id is missing) is read again by
         # a run that reads its table; keep only the new one.
         again = pd.MultiIndex.from_frame(new[["table", "record_id"]].astype("str"))
-        drop = drop | pd.MultiIndex.from_frame(old[["table", "record_id"]].astype("str")
-                                               ).isin(again)
-    kept = old[~drop]
+        keep = keep & ~pd.MultiIndex.from_frame(old[["table", "record_id"]].astype("str")
+                                                ).isin(again)
+    kept = old[keep]
     merged = pd.concat([frame for frame in (kept, new) if len(frame)] or [new],
                        ignore_index=True)
     sinks.write_ordered(merged, version, name)
 
 
-def _merge_partition(old: Path, new: Path, rebuilt: pa.Array) -> None:
+def _merge_partition(old: Path, new: Path, taken: Taken) -> None:
     old_rows = pq.read_table(old)
-    kept = old_rows.filter(pc.invert(pc.is_in(old_rows["child_id"], value_set=rebuilt)))
+    kept = old_rows.filter(taken.arrow_rows(old_rows["child_id"]))
     new_rows = pq.read_table(new)
     try:
         merged = pa.concat_tables([kept, new_rows.cast(kept.schema)])

@@ -95,11 +95,18 @@ def demo_data(path: Path, children: int, seed: int, bad_rate: float, no_case_not
 @click.option("--wait", "wait_seconds", default=0, show_default=True,
               type=click.FloatRange(0), help="Seconds to wait for another run writing the "
               "same OUT to finish; then stop without touching it.")
+@click.option("--full", is_flag=True, help="Rebuild every child, even those whose records "
+              "did not change since the published output.")
+@click.option("--since", help="Also rebuild every child with a record dated on or after "
+              "this date (YYYY-MM-DD), changed or not.")
 def build(source: str | None, out: str, children: str | None, shards: int, workers: int,
           as_of: str | None, max_reject_share: float, rules_file: str | None,
-          keep_versions: int, wait_seconds: float) -> None:
+          keep_versions: int, wait_seconds: float, full: bool, since: str | None) -> None:
     """Run the main flow: extract, validate, stage, score and shape the source into
-    per-child chronologies, and render a page for each child."""
+    per-child chronologies, and render a page for each child.
+
+    Children whose records, rules and dates are as they were for the published output
+    are taken from it unchanged; --full rebuilds everyone."""
     source, as_of = _source_and_as_of(source, as_of)
     _quiet_prefect()
     from flows.build import RunFailed, build_chronologies
@@ -111,14 +118,19 @@ def build(source: str | None, out: str, children: str | None, shards: int, worke
     try:
         # A rules file with a mistake is told in a second, naming the line.
         load_rules(rules_file) if rules_file else load_rules()
-        if as_of is not None:
-            _date(as_of)
+        for day, option in ((as_of, "--as-of"), (since, "--since")):
+            if day is not None:
+                _date(day, option)
+        if children is not None and (full or since):
+            raise click.UsageError("--children rebuilds just those children: leave out "
+                                   "--full and --since")
         source = _checked_source(source)
         click.echo("building: starting Prefect and reading the source…")
         manifest = build_chronologies(
             source=source, out=out, children=wanted, shards=shards,
             workers=workers, as_of=as_of, max_reject_share=max_reject_share,
-            rules=rules_file, keep_versions=keep_versions, wait_seconds=wait_seconds)
+            rules=rules_file, keep_versions=keep_versions, wait_seconds=wait_seconds,
+            full=full, since=since)
     except (SourceSchemaError, RunFailed, ConnectionError, RulesError, OutputBusy) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
@@ -184,14 +196,14 @@ def _print_chronology(manifest: dict) -> None:
     click.echo(quality_line(manifest["quality"]))
 
 
-def _date(value: str) -> None:
+def _date(value: str, option: str) -> None:
     from datetime import date
 
     try:
         date.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a date like 2026-03-31",
-                                 param_hint="--as-of") from None
+                                 param_hint=option) from None
 
 
 def _print_summary(manifest: dict, out: Path) -> None:
@@ -210,6 +222,9 @@ def _print_summary(manifest: dict, out: Path) -> None:
     if manifest["carried_over"]:
         click.echo(f"carried over unchanged from run {manifest['carried_over']['from_run']}: "
                    f"{manifest['carried_over']['children']:,} other children")
+    if manifest["rebuilt_because"]:
+        click.echo("children built because: " + "; ".join(
+            f"{reason} {count:,}" for reason, count in manifest["rebuilt_because"].items()))
     if manifest["published"]:
         click.echo(f"outputs: {out / 'current'}; pages: {out / 'current' / 'site' / 'index.html'}")
     else:

@@ -21,7 +21,8 @@ from expectations.generate import AS_OF
 from flows import sinks
 from flows.validation import SuiteRunner
 from transforms import conform, stage
-from transforms.children import children
+from transforms.children import children, count_by
+from transforms.freshness import stale_on
 from transforms.periods import periods
 from transforms.rejects import concat_rejects
 from transforms.rules import Rules
@@ -183,6 +184,11 @@ def score_and_shape(events: pd.DataFrame, people: pd.DataFrame, rules: Rules,
     shape_s = time.perf_counter() - clock
     clock = time.perf_counter()
     header = children(people, found, scored, shaped.entries, day)
+    header["stale_on"] = stale_on(header, found, scored, shaped.entries, rules, day).to_numpy()
+    # Entries the page marks new: until a run shows the page again, the marks stay.
+    marked = shaped.entries["first_seen_run"].eq(run_id).to_numpy(bool) & \
+        (first_seen is not None)
+    header["new_entries"] = count_by(header["child_id"], shaped.entries["child_id"][marked])
     return ShapedShard(entries=shaped.entries, children=header, periods=found,
                        accounting=shaped.accounting, filtered=shaped.filtered,
                        seconds={"score": score_s, "shape": shape_s,

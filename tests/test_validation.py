@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,7 +18,7 @@ from flows import validation
 from flows.steps import stage_shard, validate_table
 from flows.validation import ExpectationError, SuiteRunner
 from tests.conftest import raw_frame
-from transforms.prepare import prepare
+from transforms.prepare import known_ids, prepare
 from transforms.shards import by_shard
 from transforms.ssd import TABLES
 
@@ -77,7 +78,9 @@ CORRUPTIONS = {
 def _run(tables: dict[str, list[dict]], runner: SuiteRunner, shards: int = 2,
          with_tables: bool = False):
     """The flow's steps without Prefect: prepare, validate tables, stage shards."""
-    prepared = prepare({name: raw_frame(name, rows) for name, rows in tables.items()})
+    frames = {name: raw_frame(name, rows) for name, rows in tables.items()}
+    prepared = prepare(frames, known_ids({name: pa.Table.from_pandas(frame, preserve_index=False)
+                                          for name, frame in frames.items()}))
     validated = [validate_table(name, frame, prepared.births, prepared.known, AS_OF, runner,
                                 shards) for name, frame in prepared.frames.items()]
     checked = [outcome for _, outcome in validated]

@@ -115,7 +115,7 @@ def children(people: pd.DataFrame, periods: pd.DataFrame, events: pd.DataFrame,
             found = events.loc[events["event_type"].eq(name).to_numpy(bool), "child_id"]
         else:
             found = periods.loc[periods["kind"].eq(name).to_numpy(bool), "child_id"]
-        frame[column] = _count(ids, found)
+        frame[column] = count_by(ids, found)
 
     seen = events[events["event_type"].isin(SEEN_TYPES).to_numpy(bool)
                   & events["seen"].eq("Y").fillna(False).to_numpy(bool)]
@@ -123,11 +123,11 @@ def children(people: pd.DataFrame, periods: pd.DataFrame, events: pd.DataFrame,
     alone = seen[seen["seen_alone"].eq("Y").fillna(False).to_numpy(bool)]
     frame["last_seen_alone"] = _latest(ids, alone)
 
-    frame["raw_rows"] = _count(ids, source_rows)
-    frame["entries"] = _count(ids, entries["child_id"])
+    frame["raw_rows"] = count_by(ids, source_rows)
+    frame["entries"] = count_by(ids, entries["child_id"])
     shown = entries["level"].isin(["key", "significant"]).to_numpy(bool)
-    frame["default_entries"] = _count(ids, entries.loc[shown, "child_id"])
-    frame["key_entries"] = _count(ids, entries.loc[entries["level"].eq("key").to_numpy(bool),
+    frame["default_entries"] = count_by(ids, entries.loc[shown, "child_id"])
+    frame["key_entries"] = count_by(ids, entries.loc[entries["level"].eq("key").to_numpy(bool),
                                                    "child_id"])
     frame["content_hash"] = _content_hash(ids, entries)
     return frame.astype(CHILD_COLUMNS).sort_values("child_id", ignore_index=True)
@@ -139,7 +139,8 @@ def _source_rows(events: pd.DataFrame) -> pd.Series:
     return events["child_id"][first]
 
 
-def _count(ids: pd.Series, found: pd.Series) -> np.ndarray:
+def count_by(ids: pd.Series, found: pd.Series) -> np.ndarray:
+    """How many of `found` (child ids) each of `ids` is."""
     counts = found.value_counts()
     return lookup(ids, counts.astype("float64")).fillna(0).to_numpy().astype(np.int32)
 

@@ -71,12 +71,16 @@ def resolve_owners(raw: dict[str, pd.DataFrame], tables: dict[str, SourceTable]
         if parent is None:
             resolved[name] = frame.assign(**{OWNER_PERSON: pd.Series(dtype="str")})
             continue
-        pairs = parent[[owner.key, parent_table.person]].dropna().drop_duplicates()
-        pairs = pairs[~pairs[owner.key].duplicated(keep=False)]
-        people = pd.Series(pairs[parent_table.person].to_numpy(), index=pairs[owner.key],
-                           dtype="str")
-        resolved[name] = frame.assign(**{OWNER_PERSON: lookup(frame[owner.column], people)})
+        resolved[name] = frame.assign(**{OWNER_PERSON: lookup(
+            frame[owner.column], owner_people(parent, parent_table, owner.key))})
     return resolved
+
+
+def owner_people(parent: pd.DataFrame, parent_table: SourceTable, key: str) -> pd.Series:
+    """The child of each parent key, where exactly one child holds it."""
+    pairs = parent[[key, parent_table.person]].dropna().drop_duplicates()
+    pairs = pairs[~pairs[key].duplicated(keep=False)]
+    return pd.Series(pairs[parent_table.person].to_numpy(), index=pairs[key], dtype="str")
 
 
 def _strip(values: pd.Series) -> pd.Series:

@@ -36,31 +36,36 @@ class Prepared:
         return sorted(self.frames, key=lambda name: -len(self.frames[name]))
 
 
-def known_ids(frames: dict[str, pd.DataFrame]) -> dict[tuple[str, str], pa.Array]:
+def known_ids(raw: dict[str, pa.Table]) -> dict[tuple[str, str], pa.Array]:
     """Ids that person, parent and owner columns may point at, by (table, key).
 
-    Taken from the whole source, so that a parent row in another shard (because its own
-    person id is wrong, say) still counts as existing and its dependants are not lost.
+    Taken from the whole source, even in a run that builds only some children, so that a
+    parent row in another shard (because its own person id is wrong, say) or of a child
+    not rebuilt still counts as existing and its dependants are not lost.
     """
-    wanted = {(target, key) for name in frames
+    wanted = {(target, key) for name in raw
               for _, target, key in existence_checks(TABLES_BY_NAME[name])}
-    return {(target, key): pc.unique(pa.array(frames[target][key].dropna(), pa.string()))
-            if target in frames else pa.array([], pa.string())
+    return {(target, key): pc.unique(pc.drop_null(raw[target][key]).cast(pa.string()))
+            if target in raw else pa.array([], pa.string())
             for target, key in sorted(wanted)}
 
 
-def prepare(raw: dict[str, pd.DataFrame], map_tables: Callable = map) -> Prepared:
-    """Number rows, mark exact copies, find each row's child, and gather known ids.
+def prepare(raw: dict[str, pd.DataFrame], known: dict[tuple[str, str], pa.Array],
+            map_tables: Callable = map) -> Prepared:
+    """Number rows, mark exact copies and find each row's child.
 
     Duplicate keys and the existence of parents are questions about the whole table (two
-    children may hold the same key), so they are settled on whole tables. `map_tables`
-    runs the per-table work; pass a thread pool's `map` to run tables side by side.
+    children may hold the same key): `known` holds the ids of the whole source
+    (`known_ids`). `map_tables` runs the per-table work; pass a thread pool's `map` to
+    run tables side by side.
     """
-    checked = dict(zip(raw, map_tables(
-        lambda item: mark_exact_copies(TABLES_BY_NAME[item[0]], number_rows(item[1])),
-        raw.items()), strict=True))
-    numbered = {name: result.frame for name, result in checked.items()}
+    # Owners first, so that a rejected copy of a row names its child like any reject.
+    owned = resolve_owners({name: number_rows(frame) for name, frame in raw.items()},
+                           TABLES_BY_NAME)
+    checked = dict(zip(owned, map_tables(
+        lambda item: mark_exact_copies(TABLES_BY_NAME[item[0]], item[1]), owned.items()),
+        strict=True))
+    frames = {name: result.frame for name, result in checked.items()}
     rejects = concat_rejects([result.rejects for result in checked.values()])
-    person = conform_table(TABLES_BY_NAME[PERSON_TABLE], numbered[PERSON_TABLE]).frame
-    return Prepared(resolve_owners(numbered, TABLES_BY_NAME), rejects,
-                    known_ids(numbered), births(person))
+    person = conform_table(TABLES_BY_NAME[PERSON_TABLE], frames[PERSON_TABLE]).frame
+    return Prepared(frames, rejects, known, births(person))

@@ -155,17 +155,23 @@ def _median(values: pd.Series) -> float | None:
 
 def run_summary(counts: pd.DataFrame, rejects: pd.DataFrame, findings: pd.DataFrame,
                 people: pd.DataFrame, children: list[str] | None, max_reject_share: float,
-                whole_output: bool, events_balanced: bool = True) -> dict:
+                whole_output: bool, events_balanced: bool = True, carried: int = 0,
+                whole_source: tuple[int, int] | None = None) -> dict:
     """What a run did, for the manifest: counts, shares, status and the children found.
 
     `whole_output` says whether the version holds every child (a run for some children
     holds only them unless the others were carried over from the published output);
     only a whole output is published. `events_balanced` says whether the events
     reconcile with the chronology (`event_problems`): a run whose counts do not balance,
-    either way, has failed."""
+    either way, has failed. `carried` counts the children taken unchanged from the
+    published output; when some were, `whole_source` gives (rows rejected in the whole
+    output, source rows read), and the reject share is of those, not of the few rows of
+    the children built."""
     rows_in = int(counts["rows_in"].sum())
     rejected = int(counts["rows_rejected"].sum())
-    share = rejected / rows_in if rows_in else 0.0
+    share_of = {"rows": rows_in, "rejected": rejected} if whole_source is None else \
+        {"rows": whole_source[1], "rejected": whole_source[0]}
+    share = share_of["rejected"] / share_of["rows"] if share_of["rows"] else 0.0
     balanced = bool(counts["balanced"].all()) and events_balanced
     found = set(people["child_id"])
     status = "succeeded" if share <= max_reject_share and balanced else "failed"
@@ -173,10 +179,11 @@ def run_summary(counts: pd.DataFrame, rejects: pd.DataFrame, findings: pd.DataFr
         "status": status,
         "children_requested": children,
         "children_not_found": sorted(set(children) - found) if children else [],
-        "published": whole_output and status == "succeeded" and bool(found),
+        "published": whole_output and status == "succeeded" and bool(found or carried),
         "rows_in": rows_in,
         "rows_rejected": rejected,
         "reject_share": round(share, 6),
+        "reject_share_of": share_of,
         "max_reject_share": max_reject_share,
         "events": int(counts["events"].sum()),
         "children": len(found),

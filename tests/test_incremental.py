@@ -1,0 +1,158 @@
+"""Incremental runs: a run over the whole source takes the children whose records did not
+change from the published output, and what it publishes equals a full build."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.dataset as ds
+import pytest
+
+from fixtures.generator import generate_database
+from flows import sinks
+from flows.build import build_chronologies
+
+AS_OF = "2026-03-31"
+LATER = "2026-05-15"  # past some birthdays and history cut-offs; plans still open
+# Columns that say which run made a row, for which as-of date, or where it sat in that
+# run's read, not what the row says: they differ between an incremental and a full build
+# by design.
+RUN_COLUMNS = {"first_seen_run", "source_row", "new_entries", "built_as_of"}
+
+
+@pytest.fixture(autouse=True)
+def prefect(prefect_harness):
+    yield
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("incremental") / "ssd.sqlite"
+    generate_database(path, children=150, seed=23, bad_rate=0.01)
+    return path
+
+
+@pytest.fixture(scope="module")
+def first(source, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("out")
+    return out, build_chronologies(source=str(source), out=str(out), shards=3, as_of=AS_OF)
+
+
+def _published(out: Path) -> dict[str, pd.DataFrame]:
+    """Every table and dataset of the published output, rows in a stable order."""
+    current = out / sinks.CURRENT
+    found = {name: pd.read_parquet(current / name) for name in sinks.ROW_ORDER}
+    for dataset, key in (("events", ["child_id", "event_id"]),
+                         ("chronology", ["child_id", "seq"])):
+        found[dataset] = ds.dataset(current / dataset, partitioning="hive").to_table(
+        ).to_pandas()
+        found[dataset] = found[dataset].assign(shard=found[dataset]["shard"].astype("int64"))
+    keys = {**sinks.ROW_ORDER, "rejects.parquet": ["table", "record_id", "expectation"],
+            "events": ["child_id", "event_id"], "chronology": ["child_id", "seq"]}
+    return {name: frame.drop(columns=[c for c in RUN_COLUMNS if c in frame.columns])
+            .sort_values(keys[name], ignore_index=True) for name, frame in found.items()}
+
+
+def _assert_same_outputs(incremental: Path, full: Path) -> None:
+    built, fresh = _published(incremental), _published(full)
+    for name in fresh:
+        pd.testing.assert_frame_equal(built[name], fresh[name], check_like=True,
+                                      obj=name)
+
+
+def _pages(out: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_ino
+            for p in (out / sinks.CURRENT / "site" / "children").glob("*.html")}
+
+
+def test_a_rerun_with_nothing_changed_reuses_every_child(first, source):
+    out, manifest = first
+    before = _pages(out)
+    again = build_chronologies(source=str(source), out=str(out), shards=3,
+                               as_of=AS_OF)
+    assert again["published"]
+    assert again["carried_over"]["children"] == manifest["children"]
+    assert again["children"] == 0
+    # Only ids that have no outputs (their every row is rejected) are read again.
+    assert set(again["rebuilt_because"]) <= {"not in the published output"}
+    after = _pages(out)
+    assert after == before  # the same files: nothing was rendered again
+
+
+def test_changed_records_rebuild_just_their_children_and_match_a_full_build(
+        first, source, tmp_path):
+    out, manifest = first
+    changed_source = tmp_path / "ssd.sqlite"
+    shutil.copy(source, changed_source)
+    children = pd.read_parquet(out / sinks.CURRENT / "children.parquet")
+    noted = children[children["raw_rows"] > 5]["child_id"].tolist()
+    edited, gone = noted[0], noted[1]
+    with sqlite3.connect(changed_source) as db:
+        note = db.execute("select casn_case_note_id from ext_case_notes where "
+                          "casn_person_id = ? limit 1", (edited,)).fetchone()[0]
+        db.execute("update ext_case_notes set casn_note_text = 'Visit rearranged' "
+                   "where casn_case_note_id = ?", (note,))
+        for (table,) in db.execute("select name from sqlite_master where type = 'table'"
+                                   ).fetchall():
+            person = [c[1] for c in db.execute(f"pragma table_info({table})")
+                      if c[1].endswith("_person_id") and not c[1].startswith("moth_childs")]
+            for column in person:
+                db.execute(f"delete from {table} where {column} = ?", (gone,))
+    before = _pages(out)
+    again = build_chronologies(source=str(changed_source), out=str(out), shards=3,
+                               as_of=AS_OF)
+    assert again["published"]
+    assert again["rebuilt_because"].get("records changed") == 1
+    assert again["children"] == 1
+    after = _pages(out)
+    page = children.set_index("child_id")["page_id"]
+    assert f"{page[gone]}.html" not in after
+    assert after[f"{page[edited]}.html"] != before[f"{page[edited]}.html"]
+    untouched = set(before) - {f"{page[edited]}.html", f"{page[gone]}.html"}
+    assert {name: after[name] for name in untouched} == {name: before[name]
+                                                        for name in untouched}
+    fresh = tmp_path / "full"
+    build_chronologies(source=str(changed_source), out=str(fresh), shards=3, as_of=AS_OF)
+    _assert_same_outputs(out, fresh)
+
+    # A year on, with the records unchanged: what time changes is rebuilt, the rest is
+    # reused, and the output is still what a full build makes.
+    later = build_chronologies(source=str(changed_source), out=str(out), shards=3,
+                               as_of=LATER)
+    assert later["carried_over"]["children"] > 0
+    assert later["rebuilt_because"]["as-of date out of range"] > 0
+    fresh_later = tmp_path / "full-later"
+    build_chronologies(source=str(changed_source), out=str(fresh_later), shards=3,
+                       as_of=LATER)
+    _assert_same_outputs(out, fresh_later)
+
+
+def test_full_and_since_rebuild_children_that_did_not_change(first, source):
+    out, manifest = first
+    full = build_chronologies(source=str(source), out=str(out), shards=3,
+                              as_of=AS_OF, full=True)
+    assert full["carried_over"] is None
+    assert full["children"] == manifest["children"]
+    since = build_chronologies(source=str(source), out=str(out), shards=3,
+                               as_of=AS_OF, since="2026-03-01")
+    asked = since["rebuilt_because"]["asked for by --since"]
+    assert 0 < asked < manifest["children"]
+    assert since["children"] >= asked
+    assert since["carried_over"]["children"] + since["children"] == manifest["children"]
+
+
+def test_other_rules_rebuild_everyone(first, source, tmp_path):
+    out, _ = first
+    rules = tmp_path / "rules.yml"
+    shipped = (Path(__file__).parent.parent / "transforms" / "rules.yml").read_text()
+    rules.write_text(shipped.replace("history_years: 2", "history_years: 3"), encoding="utf-8")
+    again = build_chronologies(source=str(source), out=str(out), shards=3,
+                               as_of=AS_OF, rules=str(rules))
+    assert again["carried_over"] is None
+    assert set(again["rebuilt_because"]) == {"other rules"}
+    stored = json.loads((out / sinks.CURRENT / "manifest.json").read_text())
+    assert stored["rules"]["hash"] == again["rules"]["hash"]

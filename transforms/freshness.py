@@ -1,0 +1,82 @@
+"""How long a child's outputs stay right while their records do not change.
+
+A child's chronology depends on the "as of" date as well as on their records: their age
+in the header, what is open now, gaps in visits to an open plan, which entries are old
+enough to be history, and which records are still in the future. `stale_on` is the
+first "as of" date on which the outputs built now could differ from a fresh build of
+the same records. A nightly run reuses a child's outputs only before that date (see
+`flows/incremental.py`); the date errs early, never late.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from transforms.rules import Rules
+
+DAY = pd.Timedelta(days=1)
+
+
+def stale_on(children: pd.DataFrame, periods: pd.DataFrame, events: pd.DataFrame,
+             entries: pd.DataFrame, rules: Rules, as_of: pd.Timestamp) -> pd.Series:
+    """By child id (the children of `children`): the first "as of" date after `as_of` on
+    which their outputs, made from these `periods`, `events` and chronology `entries`,
+    may change with no change to their records."""
+    day = as_of.normalize()
+    tomorrow = day + DAY
+    ids = pd.Index(children["child_id"].astype("str"))
+    soonest = pd.Series(pd.Timestamp.max.normalize(), index=ids, dtype="datetime64[ns]")
+
+    def earliest(child: pd.Series, when: pd.Series) -> None:
+        nonlocal soonest
+        found = pd.Series(when.to_numpy(), index=child.astype("str").to_numpy()).dropna()
+        found = found[found.index.isin(ids)]
+        if len(found):
+            by_child = found.groupby(level=0).min().clip(lower=tomorrow).reindex(ids)
+            soonest = soonest.where(~(by_child < soonest).to_numpy(bool), by_child)
+
+    # Anything open or in the future: durations "so far", visit gaps and current status
+    # move every day.
+    for frame, start, end in ((periods, "start_date", "end_date"),
+                              (events, "event_date", "end_date")):
+        live = ((frame[start] > day) | (frame[end] > day)).fillna(False).to_numpy(bool)
+        if frame is periods:
+            live = live | (frame[end].isna() & frame[start].notna()).to_numpy(bool)
+        earliest(frame.loc[live, "child_id"], pd.Series(tomorrow, index=frame.index[live]))
+    # The header's age: in days, then weeks, for a newborn; in months to 5; then years.
+    born = children["birth_date"].fillna(children["expected_birth_date"])
+    earliest(children["child_id"], _next_age_change(born, day))
+    # Entries leave the recent history when they are `history_years` old.
+    years = rules.collapse.history_years
+    if years:
+        for frame, column in ((events, "event_date"), (events, "end_date"),
+                              (entries, "event_date"), (entries, "end_date"),
+                              (periods, "start_date"), (periods, "end_date")):
+            # A day early: the cut-off is a calendar offset, and early is safe.
+            crossing = frame[column].dt.normalize() + pd.DateOffset(years=years) - DAY
+            earliest(frame["child_id"], crossing.where(crossing > day))
+    return soonest
+
+
+def _next_age_change(born: pd.Series, day: pd.Timestamp) -> pd.Series:
+    born = born.dt.normalize()
+    tomorrow = day + DAY
+    months = ((day.year - born.dt.year) * 12 + (day.month - born.dt.month)
+              - (day.day < born.dt.day)).astype("float64")
+    years = months // 12
+    next_month = _add_months(born, months + 1)
+    next_year = _add_months(born, (years + 1) * 12)
+    when = pd.Series(tomorrow, index=born.index, dtype="datetime64[ns]")
+    when = when.where(~((months >= 3) & (years < 5)).fillna(False), next_month)
+    when = when.where(~(years >= 5).fillna(False), next_year)
+    return when.where(born.notna())
+
+
+def _add_months(born: pd.Series, months: pd.Series) -> pd.Series:
+    """`born` plus `months` calendar months (clipped to the month's end, so early)."""
+    start = born.dt.to_period("M")
+    month_start = (start + months.fillna(0).astype("int64")).dt.to_timestamp()
+    last_day = month_start + pd.offsets.MonthEnd(0)
+    day = np.minimum(born.dt.day.fillna(1).astype("int64"), last_day.dt.day)
+    return (month_start + pd.to_timedelta(day - 1, unit="D")).where(born.notna())
