@@ -153,3 +153,59 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
     yield f"{entries['entries']:,} entries; " + quality_line(
         quality_report(children, entries, table))
     yield "rendering, from the run's Parquet: " + site_line(site.summary())
+
+
+def run_rerun_benchmark(database: Path, children: int, seed: int, shards: int, workers: int,
+                        out: Path, changed_share: float = 0.01) -> Iterator[str]:
+    """Time the flow itself (Prefect included) on a copy of the benchmark database: a
+    full build, a rerun with no source change, a rerun after the records of
+    `changed_share` of the children changed, and the next night's run (the as-of date a
+    day later, records unchanged); each rerun as a share of the full build's time."""
+    import shutil
+    import sqlite3
+
+    from flows.build import build_chronologies
+
+    path, how = _database(database, children, seed)
+    yield f"database: {path} ({children:,} children, seed {seed}), {how}"
+    source = out / "source.sqlite"
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, source)
+    site = out / "out"
+    shutil.rmtree(site, ignore_errors=True)
+    day = pd.Timestamp(DEMO_AS_OF)
+
+    def timed(label: str, **options) -> Iterator[str]:
+        clock = time.perf_counter()
+        manifest = build_chronologies(source=str(source), out=str(site), shards=shards,
+                                      workers=workers, **options)
+        seconds = time.perf_counter() - clock
+        timed.seconds[label] = seconds
+        reused = (manifest["carried_over"] or {}).get("children", 0)
+        share = f" = {seconds / timed.seconds['full build']:.1%} of the full build" \
+            if label != "full build" else ""
+        yield (f"{label:<34}{seconds:>8.1f} s{share}; {manifest['children']:,} children "
+               f"built, {reused:,} reused")
+        if manifest["rebuilt_because"]:
+            yield "    built because: " + "; ".join(
+                f"{reason} {count:,}" for reason, count in manifest["rebuilt_because"].items())
+        stages = ", ".join(f"{name} {value:.1f}" for name, value
+                           in manifest["timings_seconds"].items()
+                           if not name.startswith("thread."))
+        yield f"    stages (s): {stages}"
+
+    timed.seconds = {}
+    yield from timed("full build", as_of=str(day.date()), full=True)
+    yield from timed("rerun, no change", as_of=str(day.date()))
+    with sqlite3.connect(source) as db:
+        people = [row[0] for row in db.execute(
+            "select pers_person_id from ssd_person order by pers_person_id")]
+        chosen = people[::max(1, round(1 / changed_share))]
+        db.executemany(
+            "update ext_case_notes set casn_note_text = casn_note_text || ' (amended)' "
+            "where casn_case_note_id = (select min(casn_case_note_id) from ext_case_notes "
+            "where casn_person_id = ?)", [(child,) for child in chosen])
+    yield f"changed one case note of each of {len(chosen):,} children ({changed_share:.0%})"
+    yield from timed(f"rerun, {changed_share:.0%} changed", as_of=str(day.date()))
+    yield from timed("next night, no change", as_of=str((day + pd.Timedelta(days=1)).date()))
+    yield f"peak memory (max RSS) of this process: {_peak_mb():,.0f} MB"

@@ -310,3 +310,28 @@ def bench(children: int, seed: int, database: Path, shards: int, workers: int) -
 
 if __name__ == "__main__":
     main()
+
+
+@main.command("bench-reruns")
+@click.option("--children", default=100_000, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=DEMO_SEED, show_default=True, type=int)
+@click.option("--database", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("demo") / "bench-ssd.sqlite", show_default=True,
+              help="The benchmark database (generated if absent; never changed: the "
+              "reruns change a copy).")
+@click.option("--out", default=Path("bench-reruns"), show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the copy of the database and the runs' outputs.")
+@click.option("--shards", default=DEFAULT_SHARDS, show_default=True,
+              type=click.IntRange(1, 4096))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+def bench_reruns(children: int, seed: int, database: Path, out: Path, shards: int,
+                 workers: int) -> None:
+    """Time a full build, then reruns: with no change, with 1% of children changed, and
+    the next night's. Each rerun is given as a share of the full build's time."""
+    _quiet_prefect()
+    from flows.bench import run_rerun_benchmark
+
+    for line in run_rerun_benchmark(database, children, seed, shards, workers, out):
+        click.echo(line)
+        sys.stdout.flush()
