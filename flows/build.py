@@ -1,5 +1,6 @@
-"""The main flow: extract → prepare → validate each table → per shard: stage, validate,
-score, shape, validate, write → write the run's tables and manifest → publish.
+"""The main flow: extract → fingerprint children and choose those to build → prepare →
+validate each table → per shard: stage, validate, score, shape, validate, write → write
+the run's tables → carry over the children not built → render → manifest → publish.
 
 The flow reads like the list of stages; the work is in `transforms/` and `flows/steps.py`.
 """
@@ -23,11 +24,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows import sinks
 from flows.carry import Carried, CarryError, Taken, carry_over
 from flows.incremental import (
+    FINGERPRINTS,
     Reuse,
     code_digest,
     nothing_reused,
     plan_reuse,
-    stamped,
+    stamps,
     without_children,
 )
 from flows.cli import DEFAULT_KEEP, DEFAULT_MAX_REJECT_SHARE, DEFAULT_SHARDS
@@ -118,10 +120,10 @@ def build_shard(number: int, kept: dict[str, pd.DataFrame], as_of: pd.Timestamp,
 @task(cache_policy=NO_CACHE)
 def write_outputs(version: Path, rejects: pd.DataFrame, findings: pd.DataFrame,
                   people: pd.DataFrame, children: pd.DataFrame, periods: pd.DataFrame,
-                  validation: list[dict]) -> None:
+                  fingerprints: pd.DataFrame, validation: list[dict]) -> None:
     for name, frame in (("rejects.parquet", rejects), ("findings.parquet", findings),
                         ("people.parquet", people), ("children.parquet", children),
-                        ("periods.parquet", periods)):
+                        ("periods.parquet", periods), (FINGERPRINTS, fingerprints)):
         sinks.write_ordered(frame, version, name)
     sinks.write_json({"results": validation}, version / "validation" / "results.json")
 
@@ -173,6 +175,10 @@ def build_chronologies(
     started = datetime.now(UTC)
     run_id = started.strftime("%Y%m%dT%H%M%SZ") + "-" + token_hex(3)
     as_of_date = pd.Timestamp(as_of or started.date().isoformat()).normalize()
+    try:
+        since_date = None if since is None else pd.Timestamp(since).normalize()
+    except ValueError:
+        raise ValueError(f"since {since!r} is not a date like 2026-03-31") from None
     data_as_of = as_of_date + pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
     with exclusive(Path(out), run_id, wait_seconds):
         # What killed or failed runs left behind goes first, while no one else can write.
@@ -192,19 +198,21 @@ def build_chronologies(
         lap("extract")
         logger.info("extracted %d tables, %d rows", len(raw), rows_read)
 
-        facts = learn_source(raw, data_as_of, since and pd.Timestamp(since), workers)
+        facts = learn_source(raw, data_as_of, since_date, workers)
         reuse = nothing_reused("a run for some children", 0)
         if children is None:
             reuse = plan_incremental(Path(out), facts, data_as_of, ruleset.digest, shards,
                                      full)
             raw = without_children(raw, facts.children_of_rows, reuse.children)
+        known, fingerprints = facts.known, facts.children
+        del facts  # each row's child is no longer needed
         # What the run accounts for: the rows of the children it builds.
         extracted = {name: table.num_rows for name, table in raw.items()}
         lap("fingerprint")
         logger.info("%d children unchanged since the published output, %d to build",
-                    len(reuse.children), len(facts.children) - len(reuse.children))
+                    len(reuse.children), len(fingerprints) - len(reuse.children))
 
-        prepared = prepare_tables(raw, facts.known, workers)
+        prepared = prepare_tables(raw, known, workers)
         del raw
         lap("prepare")
 
@@ -233,9 +241,11 @@ def build_chronologies(
         people = pd.concat([o.people for o in shard_outcomes], ignore_index=True)
         children_table = pd.concat([o.children for o in shard_outcomes], ignore_index=True)
         children_table["page_id"] = page_ids(children_table["child_id"])
-        children_table = stamped(children_table, facts.children, as_of_date)
+        freshness = stamps(fingerprints, reuse.children, children_table, as_of_date)
+        children_table = children_table.drop(columns=["stale_on", "new_entries"])
         write_outputs(version, rejects, findings, people, children_table,
                       pd.concat([o.periods for o in shard_outcomes], ignore_index=True),
+                      freshness,
                       [r for t in tables for r in t.validation] +
                       [r for o in shard_outcomes for r in o.validation])
         lap("write")

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from flows import sinks
 from flows.site import CHILDREN, SITE
+from transforms.fingerprint import UNNAMED
 from transforms.shards import shard_of
 
 DATASETS = ("events", "chronology")
@@ -44,17 +45,18 @@ class Taken:
     (a run over the whole source, which read every other row again), or of every child
     but `replaced` (a run for some children, which read only theirs)."""
 
-    taken: frozenset[str] | None = None
+    taken: frozenset[str] | None = None  # `UNNAMED` among them: rows that name no child
     replaced: frozenset[str] | None = None
 
     def rows(self, child_ids: pd.Series) -> np.ndarray:
         if self.taken is not None:
-            return child_ids.isin(self.taken).to_numpy(dtype=bool)
+            return child_ids.fillna(UNNAMED).isin(self.taken).to_numpy(dtype=bool)
         return ~child_ids.isin(self.replaced).to_numpy(dtype=bool)
 
     def arrow_rows(self, child_ids: pa.ChunkedArray) -> pa.ChunkedArray:
         if self.taken is not None:
-            return pc.is_in(child_ids, value_set=pa.array(sorted(self.taken), pa.string()))
+            return pc.is_in(pc.fill_null(child_ids, UNNAMED),
+                            value_set=pa.array(sorted(self.taken), pa.string()))
         return pc.invert(pc.is_in(child_ids, value_set=pa.array(sorted(self.replaced),
                                                                   pa.string())))
 

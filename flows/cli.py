@@ -214,9 +214,11 @@ def _print_summary(manifest: dict, out: Path) -> None:
     for row in manifest["tables"]:
         click.echo(f"{row['table']:<28}{row['rows_in']:>10,}{row['rows_staged']:>10,}"
                    f"{row['rows_rejected']:>10,}{row['events']:>10,}")
-    click.echo(f"{manifest['children']:,} children, {manifest['events']:,} events; "
-               f"{manifest['rows_rejected']:,} rows rejected ({manifest['reject_share']:.2%}); "
-               f"{sum(f['rows'] for f in manifest['findings']):,} rows kept with findings")
+    click.echo(f"{manifest['children']:,} children built, {manifest['events']:,} events; "
+               f"{manifest['rows_rejected']:,} rows rejected; "
+               f"{sum(f['rows'] for f in manifest['findings']):,} rows kept with findings; "
+               f"{manifest['reject_share']:.2%} of the output's "
+               f"{manifest['reject_share_of']['rows']:,} source rows rejected")
     _print_chronology(manifest)
     click.echo(site_line(manifest["site"]))
     if manifest["carried_over"]:

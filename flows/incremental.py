@@ -25,6 +25,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flows import sinks
+from transforms.fingerprint import UNNAMED
+from transforms.freshness import NEVER
+
+# The file of a version that holds `stamps`: one row per child id of the source.
+FINGERPRINTS = "fingerprints.parquet"
 
 # What a child's outputs are made from, besides their records: a change to any of these
 # files rebuilds everyone.
@@ -74,16 +79,15 @@ def plan_reuse(out: Path, facts: pd.DataFrame, as_of: pd.Timestamp, rules_hash: 
             ("other number of shards", shards, manifest.get("shards"))):
         if now != then:
             return nothing_reused(reason, len(facts))
-    columns = ["child_id", "source_fingerprint", "built_as_of", "stale_on", "new_entries"]
     try:
-        built = pd.read_parquet(current / "children.parquet", columns=columns)
+        built = pd.read_parquet(current / FINGERPRINTS)
     except (OSError, ValueError, pa.ArrowInvalid):
         return nothing_reused("published output has no fingerprints", len(facts))
-    built = built.set_index(built["child_id"].astype("str"))
+    built = built.set_index(built["child_id"].astype("str").fillna(UNNAMED))
     then = built.reindex(facts.index)
     day = as_of.normalize()
     reasons = {
-        "not in the published output": then["child_id"].isna(),
+        "new in the source": then["source_fingerprint"].isna(),
         "records changed": then["source_fingerprint"].ne(facts["fingerprint"]),
         "shares a key with another child": facts["shares_keys"],
         "asked for by --since": facts["since"],
@@ -103,26 +107,36 @@ def plan_reuse(out: Path, facts: pd.DataFrame, as_of: pd.Timestamp, rules_hash: 
 
 def without_children(raw: dict[str, pa.Table], children_of_rows: dict[str, pa.Array],
                      reused: frozenset[str]) -> dict[str, pa.Table]:
-    """The source rows that are not of a reused child (rows naming no child stay)."""
+    """The source rows that are not of a reused child (`UNNAMED`: the rows that name
+    none)."""
     if not reused:
         return raw
     value_set = pa.array(sorted(reused), pa.string())
-    return {name: table.filter(pc.invert(pc.fill_null(
-        pc.is_in(children_of_rows[name], value_set=value_set), False)))
+    return {name: table.filter(pc.invert(pc.is_in(
+        pc.fill_null(children_of_rows[name], UNNAMED), value_set=value_set)))
         for name, table in raw.items()}
 
 
-def stamped(children: pd.DataFrame, facts: pd.DataFrame, as_of: pd.Timestamp
-            ) -> pd.DataFrame:
-    """The children table with what the next run compares: each child's source
-    fingerprint, the as-of date they were built for, and the date their outputs go
-    stale (`transforms.freshness.stale_on`, or earlier, when a record dated after the
-    as-of date comes due)."""
-    ids = children["child_id"].astype("str")
-    facts = facts.astype({"fingerprint": "Int64"}).reindex(ids)
-    due = facts["next_record"].to_numpy(dtype="datetime64[ns]")
-    stale = children["stale_on"].to_numpy(dtype="datetime64[ns]")
-    return children.assign(
-        source_fingerprint=facts["fingerprint"].to_numpy(),
-        built_as_of=as_of.normalize(),
-        stale_on=np.where(~np.isnat(due) & (due < stale), due, stale))
+def stamps(facts: pd.DataFrame, reused: frozenset[str], children: pd.DataFrame,
+           as_of: pd.Timestamp) -> pd.DataFrame:
+    """What the next run compares, for every child id whose rows this run read (all but
+    the `reused`), with or without outputs: the fingerprint of their rows, the as-of date
+    they were built for, the date their outputs go stale (`stale_on` from the build of
+    their chronology in `children`, or earlier when a record dated ahead comes due) and
+    the entries their page marks new. The rows that name no child are one more row,
+    with no child id."""
+    read = facts[~facts.index.isin(list(reused))]
+    built = children.set_index(children["child_id"].astype("str"))
+    stale = built["stale_on"].reindex(read.index).to_numpy(dtype="datetime64[ns]")
+    due = read["next_record"].to_numpy(dtype="datetime64[ns]")
+    stale = np.where(np.isnat(stale), np.datetime64(NEVER), stale)  # ids with no outputs
+    stale = np.where(~np.isnat(due) & (due < stale), due, stale)
+    ids = read.index.to_series()
+    return pd.DataFrame({
+        "child_id": ids.where(ids != UNNAMED).to_numpy(),
+        "source_fingerprint": read["fingerprint"].to_numpy(dtype="int64"),
+        "built_as_of": as_of.normalize(),
+        "stale_on": stale,
+        "new_entries": built["new_entries"].reindex(read.index).fillna(0)
+        .to_numpy(dtype="int32"),
+    }).astype({"child_id": "str", "stale_on": "datetime64[ns]"})

@@ -20,6 +20,7 @@ ROW_ORDER = {
     "people.parquet": ["child_id"],
     "children.parquet": ["child_id"],
     "periods.parquet": ["child_id", "start_date", "kind", "period_id"],
+    "fingerprints.parquet": ["child_id"],
 }
 
 

@@ -34,6 +34,9 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _NULL = np.uint64(0x5BD1E9955BD1E995)
 # Strings are hashed in slices of this many rows, to bound the temporary arrays.
 _SLICE_ROWS = 1 << 20
+# The id under which rows that name no child are fingerprinted, as one group: it cannot
+# be a real id (a NUL character), and is written as a missing id.
+UNNAMED = "\0"
 
 
 def salt(name: str) -> np.uint64:
@@ -202,23 +205,24 @@ def _repeated_keys(key: pa.ChunkedArray, key_hashes: np.ndarray, child: pa.Array
     held.columns = ["rows", "children"]
     repeated = candidate.copy()
     repeated[candidate] = rows["key"].map(held["rows"]).to_numpy() > 1
-    linked = rows.loc[rows["key"].map(held["children"]).to_numpy() > 1, "child"].dropna()
+    linked = rows.loc[rows["key"].map(held["children"]).to_numpy() > 1, "child"
+                      ].fillna(UNNAMED)
     return repeated, pa.array(linked.unique(), pa.string())
 
 
 def child_fingerprints(parts: Iterable[ChildRows]) -> pd.DataFrame:
-    """By child id: `fingerprint` (the sum of their rows' hashes, as a signed 64-bit
-    number for Parquet) and `shares_keys` (a key of theirs is held by another child)."""
+    """By child id (`UNNAMED` for the rows that name none): `fingerprint` (the sum of
+    their rows' hashes, as a signed 64-bit number for Parquet) and `shares_keys` (a key
+    of theirs is held by another child)."""
     sums: list[pd.Series] = []
     shared: set[str] = set()
     for part in parts:
-        named = pc.is_valid(part.child).to_numpy(zero_copy_only=False)
-        if not named.any():
+        if not len(part.child):
             continue
-        encoded = pc.dictionary_encode(part.child.filter(pa.array(named)))
+        encoded = pc.dictionary_encode(pc.fill_null(part.child, UNNAMED))
         codes = encoded.indices.to_numpy(zero_copy_only=False)
         total = np.zeros(len(encoded.dictionary), dtype=np.uint64)
-        np.add.at(total, codes, part.hashes[named])
+        np.add.at(total, codes, part.hashes)
         sums.append(pd.Series(total, index=encoded.dictionary.to_pandas()))
         shared.update(part.shared_keys.to_pylist())
     if not sums:
@@ -235,8 +239,8 @@ def child_fingerprints(parts: Iterable[ChildRows]) -> pd.DataFrame:
 
 def dated_from(raw: pa.Table, child: pa.Array, dates: Iterable[str], day: pd.Timestamp
                ) -> pd.Series:
-    """The earliest date on or after `day` in any of `dates`, by child, for the children
-    with one. Text dates are compared as ISO 8601 text; text that is not a date counts as
+    """The earliest date on or after `day` in any of `dates`, by child (`UNNAMED` for
+    rows that name none), for the children with one. Text dates are compared as ISO 8601 text; text that is not a date counts as
     on `day` (a run cannot tell when such a row would change its child's outputs)."""
     found = []
     text_day = day.date().isoformat()
@@ -252,27 +256,31 @@ def dated_from(raw: pa.Table, child: pa.Array, dates: Iterable[str], day: pd.Tim
         hit = pc.fill_null(hit, False)
         if not pc.any(hit).as_py():
             continue
-        rows = pa.table({"child": child, "when": column}).filter(hit).to_pandas()
+        rows = pa.table({"child": pc.fill_null(child, UNNAMED), "when": column}
+                        ).filter(hit).to_pandas()
         when = pd.to_datetime(rows["when"].astype("str").str.slice(0, 10), format="%Y-%m-%d",
                               errors="coerce")
         found.append(pd.Series(when.fillna(day).to_numpy(), index=rows["child"]))
     if not found:
         return pd.Series(dtype="datetime64[ns]", index=pd.Index([], dtype="str"))
     every = pd.concat(found)
-    every = every[every.index.notna()]
     return every.groupby(level=0).min().astype("datetime64[ns]")
 
 
 def row_children(raw: dict[str, pa.Table], tables: dict[str, SourceTable]
                  ) -> dict[str, pa.Array]:
-    """The child of each row of each raw table: its person id, or for a table whose rows
-    belong to a parent row (assessment factors, CLA reviews), the child of that parent,
-    as `transforms.conform.resolve_owners` finds it."""
+    """The child of each row of each raw table, as the build will find it: its person id
+    (trimmed; blank is none), or for a table whose rows belong to a parent row
+    (assessment factors, CLA reviews), the child of that parent, as
+    `transforms.conform.resolve_owners` finds it."""
     found = {}
     for name, table in raw.items():
         spec = tables[name]
         if spec.owner is None:
-            found[name] = table[spec.person].combine_chunks().cast(pa.string())
+            trimmed = pc.utf8_trim_whitespace(
+                table[spec.person].combine_chunks().cast(pa.string()))
+            found[name] = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()),
+                                     trimmed)
             continue
         parent_spec = tables[spec.owner.table]
         parent = raw.get(spec.owner.table)

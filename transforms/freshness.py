@@ -16,6 +16,8 @@ import pandas as pd
 from transforms.rules import Rules
 
 DAY = pd.Timedelta(days=1)
+# The `stale_on` of outputs that time alone never changes.
+NEVER = pd.Timestamp.max.normalize()
 
 
 def stale_on(children: pd.DataFrame, periods: pd.DataFrame, events: pd.DataFrame,
@@ -26,7 +28,7 @@ def stale_on(children: pd.DataFrame, periods: pd.DataFrame, events: pd.DataFrame
     day = as_of.normalize()
     tomorrow = day + DAY
     ids = pd.Index(children["child_id"].astype("str"))
-    soonest = pd.Series(pd.Timestamp.max.normalize(), index=ids, dtype="datetime64[ns]")
+    soonest = pd.Series(NEVER, index=ids, dtype="datetime64[ns]")
 
     def earliest(child: pd.Series, when: pd.Series) -> None:
         nonlocal soonest

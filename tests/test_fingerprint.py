@@ -1,0 +1,180 @@
+"""Fingerprints of children's source rows, and how long their outputs stay right."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transforms.conform import existence_checks
+from transforms.fingerprint import (
+    column_hashes,
+    dated_from,
+    row_children,
+    source_facts,
+    table_rows,
+)
+from transforms.freshness import stale_on
+from transforms.prepare import known_ids
+from transforms.rules import load_rules
+from transforms.ssd import TABLES_BY_NAME
+
+AS_OF = pd.Timestamp("2026-03-31")
+
+
+def _source(contacts: list[tuple], people=("C1", "C2", "C3"), factors=()) -> dict:
+    """A tiny source: people, contacts (id, person, date, description), and assessment
+    factors (id, assessment id) of one assessment per person (A-<person>)."""
+    return {
+        "ssd_person": pa.table({"pers_person_id": list(people),
+                                "pers_dob": ["2015-06-01"] * len(people)}),
+        "ssd_contacts": pa.table({
+            "cont_contact_id": [c[0] for c in contacts],
+            "cont_person_id": [c[1] for c in contacts],
+            "cont_contact_date": [c[2] for c in contacts],
+            "cont_contact_source_desc": [c[3] for c in contacts]}, schema=pa.schema(
+            [(name, pa.string()) for name in ("cont_contact_id", "cont_person_id",
+                                              "cont_contact_date",
+                                              "cont_contact_source_desc")])),
+        "ssd_cin_assessments": pa.table({
+            "cina_assessment_id": [f"A-{p}" for p in people],
+            "cina_person_id": list(people),
+            "cina_referral_id": pa.nulls(len(people), pa.string())}),
+        "ssd_assessment_factors": pa.table({
+            "cinf_table_id": [f[0] for f in factors],
+            "cinf_assessment_id": [f[1] for f in factors]},
+            schema=pa.schema([("cinf_table_id", pa.string()),
+                              ("cinf_assessment_id", pa.string())])),
+    }
+
+
+def _facts(raw: dict, since: pd.Timestamp | None = None) -> pd.DataFrame:
+    return source_facts(raw, TABLES_BY_NAME, known_ids(raw), AS_OF, since).children.sort_index()
+
+
+CONTACTS = [("K1", "C1", "2025-01-01", "Police"), ("K2", "C1", "2025-02-01", "School"),
+            ("K3", "C2", "2025-03-01", None), ("K4", "C3", "2025-04-01", "")]
+
+
+def test_row_order_does_not_matter_and_a_change_moves_only_its_child():
+    base = _facts(_source(CONTACTS))
+    assert base["fingerprint"].is_unique
+    assert _facts(_source(CONTACTS[::-1]))["fingerprint"].equals(base["fingerprint"])
+    edited = [*CONTACTS[:1], ("K2", "C1", "2025-02-01", "Schools"), *CONTACTS[2:]]
+    changed = _facts(_source(edited))["fingerprint"] != base["fingerprint"]
+    assert changed.to_dict() == {"C1": True, "C2": False, "C3": False}
+    removed = _facts(_source(CONTACTS[1:]))["fingerprint"] != base["fingerprint"]
+    assert removed.to_dict() == {"C1": True, "C2": False, "C3": False}
+
+
+def test_missing_and_empty_text_and_swapped_columns_differ():
+    base = _facts(_source(CONTACTS))["fingerprint"]
+    empty = [*CONTACTS[:2], ("K3", "C2", "2025-03-01", ""), CONTACTS[3]]
+    assert _facts(_source(empty))["fingerprint"]["C2"] != base["C2"]
+    raw = _source(CONTACTS)
+    swapped = raw["ssd_contacts"].rename_columns(
+        ["cont_contact_id", "cont_person_id", "cont_contact_source_desc",
+         "cont_contact_date"])
+    assert _facts({**raw, "ssd_contacts": swapped})["fingerprint"]["C1"] != base["C1"]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.text(max_size=40), min_size=1, max_size=60, unique=True))
+def test_distinct_text_hashes_apart_whole_sliced_or_chunked(texts):
+    array = pa.array(texts, pa.string())
+    whole = column_hashes(array)
+    assert len(set(whole.tolist())) == len(texts)
+    half = len(texts) // 2
+    assert (column_hashes(array.slice(half)) == whole[half:]).all()
+    chunked = pa.chunked_array([array.slice(0, half), array.slice(half)])
+    assert (column_hashes(chunked) == whole).all()
+    assert (column_hashes(array, distinct=True) == whole).all()
+    assert (column_hashes(array.cast(pa.large_string())) == whole).all()
+
+
+def test_rows_without_a_person_column_belong_to_their_parents_child():
+    raw = _source(CONTACTS, factors=[("F1", "A-C2"), ("F2", "A-C9"), ("F3", None)])
+    children = row_children(raw, TABLES_BY_NAME)
+    assert children["ssd_assessment_factors"].to_pylist() == ["C2", None, None]
+    base = _facts(_source(CONTACTS, factors=[("F1", "A-C2")]))
+    more = _facts(raw)
+    # The factor of C2 counts for C2; those that name no child count for nobody.
+    assert more["fingerprint"]["C2"] == base["fingerprint"]["C2"]
+    assert (_facts(_source(CONTACTS))["fingerprint"]["C2"] != base["fingerprint"]["C2"])
+
+
+def test_a_key_two_children_hold_marks_both_and_changes_when_it_is_no_longer_shared():
+    shared = [*CONTACTS, ("K1", "C3", "2025-05-05", "Police")]
+    facts = _facts(_source(shared))
+    assert facts["shares_keys"].to_dict() == {"C1": True, "C2": False, "C3": True}
+    alone = _facts(_source([c for c in shared if c[1] != "C3"]))
+    # C1's rows did not change, but they are no longer rejected as duplicates.
+    assert alone["fingerprint"]["C1"] != facts["fingerprint"]["C1"]
+    assert not alone["shares_keys"].any()
+
+
+def test_whether_an_id_a_row_points_at_exists_is_part_of_its_hash():
+    raw = _source(CONTACTS)
+    spec = TABLES_BY_NAME["ssd_contacts"]
+    child = raw["ssd_contacts"]["cont_person_id"].combine_chunks()
+    known = known_ids(raw)
+    with_parent = table_rows(spec, raw["ssd_contacts"], child, known,
+                             existence_checks(spec)).hashes
+    without = table_rows(spec, raw["ssd_contacts"], child,
+                         {**known, ("ssd_person", "pers_person_id"): pa.array(["C1", "C2"])},
+                         existence_checks(spec)).hashes
+    assert (with_parent != without).tolist() == [False, False, False, True]
+
+
+def test_records_dated_after_as_of_and_since_are_found_by_child():
+    future = [*CONTACTS, ("K5", "C2", "2026-06-01T10:00:00", "Police"),
+              ("K6", "C3", "next tuesday", "Police")]
+    facts = _facts(_source(future), since=pd.Timestamp("2025-03-01"))
+    assert facts["next_record"]["C2"] == pd.Timestamp("2026-06-01")
+    assert facts["next_record"]["C3"] == AS_OF + pd.Timedelta(days=1)  # not a date: now
+    assert pd.isna(facts["next_record"]["C1"])
+    assert facts["since"].to_dict() == {"C1": False, "C2": True, "C3": True}
+    typed = pa.table({"when": pa.array([pd.Timestamp("2026-05-01"), None],
+                                       pa.timestamp("us"))})
+    found = dated_from(typed, pa.array(["C1", "C2"]), ["when"], AS_OF)
+    assert found.to_dict() == {"C1": pd.Timestamp("2026-05-01")}
+
+
+def _child(birth: str | None, expected: str | None = None) -> pd.DataFrame:
+    return pd.DataFrame({"child_id": ["C1"], "birth_date": pd.to_datetime([birth]),
+                         "expected_birth_date": pd.to_datetime([expected])})
+
+
+def _periods(*rows) -> pd.DataFrame:
+    return pd.DataFrame(rows or None, columns=["child_id", "start_date", "end_date"]
+                        ).astype({"start_date": "datetime64[ns]",
+                                  "end_date": "datetime64[ns]"})
+
+
+def _dated(*rows) -> pd.DataFrame:
+    return pd.DataFrame(rows or None, columns=["child_id", "event_date", "end_date"]
+                        ).astype({"event_date": "datetime64[ns]", "end_date": "datetime64[ns]"})
+
+
+@pytest.mark.parametrize(("birth", "periods", "events", "expected"), [
+    # Aged 10, nothing open, nothing recent: until the next birthday.
+    ("2015-06-01", [], [("C1", "2020-01-01", None)], "2026-06-01"),
+    # Aged 3: the age is in years and months, so until the next month's day.
+    ("2022-11-15", [], [], "2026-04-15"),
+    # A plan still open: durations and visit gaps move every day.
+    ("2015-06-01", [("C1", "2025-01-01", None)], [], "2026-04-01"),
+    # An event that ends after the as-of date.
+    ("2015-06-01", [], [("C1", "2026-01-01", "2026-08-01")], "2026-04-01"),
+    # An event leaves the recent history two years after it: a day early, to be safe.
+    ("2015-06-01", [], [("C1", "2024-04-10", None)], "2026-04-09"),
+    # Not born yet.
+    (None, [], [], "2026-04-01"),
+])
+def test_outputs_go_stale_on_the_first_day_time_changes_them(birth, periods, events,
+                                                              expected):
+    child = _child(birth, expected=None if birth else "2026-07-01")
+    found = stale_on(child, _periods(*periods), _dated(*events), _dated(), load_rules(),
+                     AS_OF)
+    assert found["C1"] == pd.Timestamp(expected)
