@@ -23,6 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import sinks
 from flows.carry import Carried, CarryError, Taken, carry_over
+from flows.cli import DEFAULT_KEEP, DEFAULT_MAX_REJECT_SHARE, DEFAULT_SHARDS
 from flows.incremental import (
     FINGERPRINTS,
     Reuse,
@@ -32,14 +33,13 @@ from flows.incremental import (
     stamps,
     without_children,
 )
-from flows.cli import DEFAULT_KEEP, DEFAULT_MAX_REJECT_SHARE, DEFAULT_SHARDS
 from flows.publish import clean_up, exclusive, mark_published
 from flows.site import SiteReport, render_site
 from flows.source import SourceSchemaError, read_source, safe_url, source_url
 from flows.steps import ShardOutcome, TableOutcome, stage_and_write_shard, validate_table
 from flows.validation import SuiteRunner
-from transforms.pages import RunInfo, page_ids
 from transforms.fingerprint import SourceFacts, source_facts
+from transforms.pages import RunInfo, page_ids
 from transforms.prepare import Prepared, known_ids, prepare
 from transforms.reconcile import (
     check_balanced,

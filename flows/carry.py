@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -48,17 +50,21 @@ class Taken:
     taken: frozenset[str] | None = None  # `UNNAMED` among them: rows that name no child
     replaced: frozenset[str] | None = None
 
-    def rows(self, child_ids: pd.Series) -> np.ndarray:
-        if self.taken is not None:
-            return child_ids.fillna(UNNAMED).isin(self.taken).to_numpy(dtype=bool)
-        return ~child_ids.isin(self.replaced).to_numpy(dtype=bool)
+    @cached_property
+    def _value_set(self) -> pa.Array:
+        return pa.array(sorted(self.taken if self.taken is not None else self.replaced),
+                        pa.string())
 
-    def arrow_rows(self, child_ids: pa.ChunkedArray) -> pa.ChunkedArray:
+    def arrow_rows(self, child_ids: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """Which of these rows (by their child ids) are taken."""
         if self.taken is not None:
-            return pc.is_in(pc.fill_null(child_ids, UNNAMED),
-                            value_set=pa.array(sorted(self.taken), pa.string()))
-        return pc.invert(pc.is_in(child_ids, value_set=pa.array(sorted(self.replaced),
-                                                                  pa.string())))
+            return pc.is_in(pc.fill_null(child_ids, UNNAMED), value_set=self._value_set)
+        return pc.invert(pc.is_in(child_ids, value_set=self._value_set))
+
+    def rows(self, child_ids: pd.Series) -> np.ndarray:
+        # Arrow's hash lookup: pandas' isin turns 100,000 ids into Python strings first.
+        taken = self.arrow_rows(pa.array(child_ids, pa.string()))
+        return np.asarray(taken.to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def carry_over(previous: Path, version: Path, taken: Taken, shards: int, rules_hash: str
@@ -83,19 +89,26 @@ def carry_over(previous: Path, version: Path, taken: Taken, shards: int, rules_h
     kept = taken.rows(before["child_id"])
     # Shards that lose a child of the current output, or gain rows of this run's.
     changed = set(shard_of(before["child_id"][~kept], shards))
-    for dataset in DATASETS:
-        for number in range(shards):
-            old = previous / dataset / f"shard={number}"
-            new = version / dataset / f"shard={number}"
-            if number in changed or pq.read_metadata(new / "part-0.parquet").num_rows:
-                _merge_partition(old, new, taken)
-            else:  # the run wrote this shard empty: the old one is the whole of it
-                shutil.rmtree(new)
-                _link_tree(old, new)
+    def carry_partition(old: Path, new: Path) -> None:
+        number = int(old.name.removeprefix("shard="))
+        if number in changed or pq.read_metadata(new / "part-0.parquet").num_rows:
+            _merge_partition(old, new, taken)
+        else:  # the run wrote this shard empty: the old one is the whole of it
+            shutil.rmtree(new)
+            _link_tree(old, new)
+
+    partitions = [(previous / dataset / f"shard={number}", version / dataset / f"shard={number}")
+                  for dataset in DATASETS for number in range(shards)]
+    with ThreadPoolExecutor(max_workers=2) as pool:  # Parquet releases the GIL
+        list(pool.map(lambda pair: carry_partition(*pair), partitions))
     pages = version / SITE / CHILDREN
     pages.mkdir(parents=True, exist_ok=True)
-    for page_id in before["page_id"][kept]:
-        _link(previous / SITE / CHILDREN / f"{page_id}.html", pages / f"{page_id}.html")
+    old_pages, new_pages = str(previous / SITE / CHILDREN), str(pages)
+    names = [f"{page_id}.html" for page_id in before["page_id"][kept]]
+    # Two threads, half the pages each: a link is a system call, which releases the GIL.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda half: [_link(f"{old_pages}/{name}", f"{new_pages}/{name}")
+                                    for name in half], (names[0::2], names[1::2])))
     return Carried(from_run=manifest["run_id"], children=int(kept.sum()))
 
 
@@ -154,11 +167,12 @@ def _link_tree(old: Path, new: Path) -> None:
         _link(path, new / path.name)
 
 
-def _link(old: Path, new: Path) -> None:
+def _link(old: Path | str, new: Path | str) -> None:
     """`new` as a second name of `old`'s file, or a copy where links cannot be made."""
     try:
         os.link(old, new)
     except FileNotFoundError:
-        raise CarryError(f"the current output lacks {old.name}: rebuild every child") from None
+        raise CarryError(f"the current output lacks {Path(old).name}: rebuild every child"
+                         ) from None
     except OSError:  # another file system, or one without hard links
         shutil.copy2(old, new)

@@ -37,7 +37,10 @@ CODE_FOLDERS = ("transforms", "expectations", "flows")
 CODE_SUFFIXES = {".py", ".json", ".yml", ".yaml", ".html", ".css", ".js", ".txt"}
 
 
-def code_digest(root: Path = Path(__file__).resolve().parent.parent) -> str:
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def code_digest(root: Path = ROOT) -> str:
     """A digest of chronology's code, templates and suites, as installed."""
     digest = hashlib.blake2b(digest_size=8)
     for folder in CODE_FOLDERS:

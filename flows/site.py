@@ -112,6 +112,8 @@ def render_shard(version: Path, number: int, shards: int, rules: Rules, run: Run
     if only is not None:
         in_shard &= children["child_id"].isin(only).to_numpy(dtype=bool)
     children = children[in_shard].sort_values("child_id", ignore_index=True)
+    if children.empty:  # nothing to remake here: the shard's data need not be read
+        return np.array([], dtype=np.int64)
     wanted = set(children["child_id"])
     periods = pd.read_parquet(version / "periods.parquet")
     periods = periods[periods["child_id"].isin(wanted).to_numpy(dtype=bool)]

@@ -46,8 +46,7 @@ def _published(out: Path) -> dict[str, pd.DataFrame]:
     """Every table and dataset of the published output, rows in a stable order."""
     current = out / sinks.CURRENT
     found = {name: pd.read_parquet(current / name) for name in sinks.ROW_ORDER}
-    for dataset, key in (("events", ["child_id", "event_id"]),
-                         ("chronology", ["child_id", "seq"])):
+    for dataset in ("events", "chronology"):
         found[dataset] = ds.dataset(current / dataset, partitioning="hive").to_table(
         ).to_pandas()
         found[dataset] = found[dataset].assign(shard=found[dataset]["shard"].astype("int64"))

@@ -154,7 +154,9 @@ def row_hashes(columns: Iterable[tuple[str, np.ndarray]], rows: int) -> np.ndarr
     total = np.zeros(rows, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for name, hashes in columns:
-            total += _mix(hashes + salt(name))
+            # An odd multiplier is invertible modulo 2^64: a change to any one column's
+            # hash always changes the total. The row's hash is mixed once, after.
+            total += hashes * (salt(name) | np.uint64(1))
     return total
 
 
@@ -240,8 +242,9 @@ def child_fingerprints(parts: Iterable[ChildRows]) -> pd.DataFrame:
 def dated_from(raw: pa.Table, child: pa.Array, dates: Iterable[str], day: pd.Timestamp
                ) -> pd.Series:
     """The earliest date on or after `day` in any of `dates`, by child (`UNNAMED` for
-    rows that name none), for the children with one. Text dates are compared as ISO 8601 text; text that is not a date counts as
-    on `day` (a run cannot tell when such a row would change its child's outputs)."""
+    rows that name none), for the children with one. Text dates are compared as ISO 8601
+    text; text that is not a date counts as on `day` (a run cannot tell when such a row
+    would change its child's outputs)."""
     found = []
     text_day = day.date().isoformat()
     for name in dates:
