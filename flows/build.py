@@ -112,7 +112,9 @@ def validate_source_table(name: str, prepared: Prepared, as_of: pd.Timestamp,
 def build_shard(number: int, kept: dict[str, pd.DataFrame], as_of: pd.Timestamp,
                 runner: SuiteRunner, version: Path, rules: Rules, run_id: str, out: Path,
                 shards: int) -> ShardOutcome:
-    first_seen = sinks.previous_first_seen(out, number, shards)
+    children = set().union(*(frame[TABLES_BY_NAME[name].child_column].dropna().unique()
+                             for name, frame in kept.items()))
+    first_seen = sinks.previous_first_seen(out, number, shards, sorted(children))
     return stage_and_write_shard(number, kept, as_of, runner, version, rules, run_id,
                                  first_seen)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 CURRENT = "current"
@@ -53,11 +54,15 @@ def write_partition(frame: pd.DataFrame, dataset: Path, shard: int) -> Path:
     return path
 
 
-def read_partition(dataset: Path, shard: int, columns: list[str] | None = None
-                   ) -> pd.DataFrame:
-    """One shard's rows of a dataset written by `write_partition`. List columns stay Arrow
-    lists: converting them to Python objects costs ten times the read."""
-    table = pq.read_table(dataset / f"shard={shard}", columns=columns)
+def read_partition(dataset: Path, shard: int, columns: list[str] | None = None,
+                   children: list[str] | None = None) -> pd.DataFrame:
+    """One shard's rows of a dataset written by `write_partition` (of `children` only, if
+    given). List columns stay Arrow lists: converting them to Python objects costs ten
+    times the read."""
+    table = pq.read_table(dataset / f"shard={shard}", columns=columns,
+                          filters=None if children is None else
+                          pc.is_in(pc.field("child_id"), value_set=pa.array(children,
+                                                                            pa.string())))
     return table.to_pandas(types_mapper=lambda kind: pd.ArrowDtype(kind)
                            if pa.types.is_list(kind) else None)
 
@@ -76,8 +81,10 @@ def make_current(out: Path, run_id: str) -> None:
     os.replace(link, out / CURRENT)
 
 
-def previous_first_seen(out: Path, shard: int, shards: int) -> pd.Series | None:
-    """`first_seen_run` by entry id from the current output, for one shard's entries.
+def previous_first_seen(out: Path, shard: int, shards: int, children: list[str]
+                        ) -> pd.Series | None:
+    """`first_seen_run` by entry id from the current output, for the entries of one
+    shard's `children`.
 
     Entries keep the run that first showed them, so a page can mark what is new. When the
     current output was cut into a different number of shards, all its entries are read.
@@ -90,7 +97,9 @@ def previous_first_seen(out: Path, shard: int, shards: int) -> pd.Series | None:
     path = current / "chronology" / f"shard={shard}" if same_cut else current / "chronology"
     if not path.exists():
         return None
-    table = pq.read_table(path, columns=["entry_id", "first_seen_run"])
+    table = pq.read_table(path, columns=["entry_id", "first_seen_run"],
+                          filters=pc.is_in(pc.field("child_id"),
+                                           value_set=pa.array(children, pa.string())))
     frame = table.to_pandas(types_mapper=pd.ArrowDtype).drop_duplicates("entry_id")
     return pd.Series(frame["first_seen_run"].astype("str").to_numpy(),
                      index=frame["entry_id"].astype("str").to_numpy(), dtype="str")

@@ -117,12 +117,11 @@ def render_shard(version: Path, number: int, shards: int, rules: Rules, run: Run
     wanted = set(children["child_id"])
     periods = pd.read_parquet(version / "periods.parquet")
     periods = periods[periods["child_id"].isin(wanted).to_numpy(dtype=bool)]
-    # Every shard writes its partitions, empty or not (`flows.steps`).
-    entries = sinks.read_partition(version / "chronology", number)
-    if only is not None:  # the shard also holds children whose pages are not remade
-        entries = entries[entries["child_id"].isin(wanted).to_numpy(dtype=bool)]
-    # (Summaries look their records up by event id: other children's do no harm.)
-    members = sinks.read_partition(version / "events", number, MEMBER_COLUMNS)
+    # Every shard writes its partitions, empty or not (`flows.steps`). When the shard
+    # also holds children whose pages are not remade, only the others' rows are read.
+    some = None if only is None else sorted(wanted)
+    entries = sinks.read_partition(version / "chronology", number, children=some)
+    members = sinks.read_partition(version / "events", number, MEMBER_COLUMNS, some)
     folder = version / SITE / CHILDREN
     sizes = []
     for page_id, html in child_pages(entries, children, periods, members, rules,
