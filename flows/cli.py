@@ -210,17 +210,21 @@ def _print_summary(manifest: dict, out: Path) -> None:
     from flows.site import site_line
 
     click.echo(f"run {manifest['run_id']}: {manifest['status']}")
-    click.echo(f"{'table':<28}{'rows in':>10}{'staged':>10}{'rejected':>10}{'events':>10}")
-    for row in manifest["tables"]:
-        click.echo(f"{row['table']:<28}{row['rows_in']:>10,}{row['rows_staged']:>10,}"
-                   f"{row['rows_rejected']:>10,}{row['events']:>10,}")
-    click.echo(f"{manifest['children']:,} children built, {manifest['events']:,} events; "
-               f"{manifest['rows_rejected']:,} rows rejected; "
-               f"{sum(f['rows'] for f in manifest['findings']):,} rows kept with findings; "
-               f"{manifest['reject_share']:.2%} of the output's "
+    if manifest["children"] or not manifest["carried_over"]:
+        click.echo(f"{'table':<28}{'rows in':>10}{'staged':>10}{'rejected':>10}{'events':>10}")
+        for row in manifest["tables"]:
+            click.echo(f"{row['table']:<28}{row['rows_in']:>10,}{row['rows_staged']:>10,}"
+                       f"{row['rows_rejected']:>10,}{row['events']:>10,}")
+        click.echo(f"{manifest['children']:,} children built, {manifest['events']:,} events; "
+                   f"{manifest['rows_rejected']:,} rows rejected; "
+                   f"{sum(f['rows'] for f in manifest['findings']):,} rows kept with findings")
+        _print_chronology(manifest)
+        click.echo(site_line(manifest["site"]))
+    else:
+        click.echo(f"no child's records, dates or rules changed: nothing to build "
+                   f"({manifest['rows_read']:,} source rows read)")
+    click.echo(f"{manifest['reject_share']:.2%} of the output's "
                f"{manifest['reject_share_of']['rows']:,} source rows rejected")
-    _print_chronology(manifest)
-    click.echo(site_line(manifest["site"]))
     if manifest["carried_over"]:
         click.echo(f"carried over unchanged from run {manifest['carried_over']['from_run']}: "
                    f"{manifest['carried_over']['children']:,} other children")
