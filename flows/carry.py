@@ -131,6 +131,9 @@ def _refuse_moved_records(previous: Path, version: Path, taken: Taken) -> None:
 
 
 def _merge_table(previous: Path, version: Path, name: str, taken: Taken) -> None:
+    if not (previous / name).exists():
+        raise CarryError(f"the current output has no {name} (an older chronology made it): "
+                         "rebuild every child")
     old = pd.read_parquet(previous / name)
     new = pd.read_parquet(version / name)
     keep = taken.rows(old["child_id"])

@@ -295,16 +295,28 @@ def serve_nightly(source: str | None, out: str, cron: str, timezone: str, shards
           workers=workers, keep_versions=keep_versions, cron=cron, timezone=timezone)
 
 
+# What both benchmarks take: the generated database and how the work is cut.
+_BENCH_OPTIONS = (
+    click.option("--children", default=100_000, show_default=True, type=click.IntRange(1)),
+    click.option("--seed", default=DEMO_SEED, show_default=True, type=int),
+    click.option("--database", type=click.Path(dir_okay=False, path_type=Path),
+                 default=Path("demo") / "bench-ssd.sqlite", show_default=True,
+                 help="Where the benchmark database is generated (reused if present for "
+                 "the same size and seed; bench-reruns changes only a copy of it)."),
+    click.option("--shards", default=DEFAULT_SHARDS, show_default=True,
+                 type=click.IntRange(1, 4096)),
+    click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64)),
+)
+
+
+def _bench_options(command):
+    for option in reversed(_BENCH_OPTIONS):
+        command = option(command)
+    return command
+
+
 @main.command()
-@click.option("--children", default=100_000, show_default=True, type=click.IntRange(1))
-@click.option("--seed", default=DEMO_SEED, show_default=True, type=int)
-@click.option("--database", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("demo") / "bench-ssd.sqlite", show_default=True,
-              help="Where the benchmark database is generated (reused if present for the "
-              "same size and seed).")
-@click.option("--shards", default=DEFAULT_SHARDS, show_default=True,
-              type=click.IntRange(1, 4096))
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@_bench_options
 def bench(children: int, seed: int, database: Path, shards: int, workers: int) -> None:
     """Generate N children and time extract, stage and validate: rows/s and peak memory."""
     from flows.bench import run_benchmark
@@ -314,25 +326,13 @@ def bench(children: int, seed: int, database: Path, shards: int, workers: int) -
         sys.stdout.flush()
 
 
-if __name__ == "__main__":
-    main()
-
-
 @main.command("bench-reruns")
-@click.option("--children", default=100_000, show_default=True, type=click.IntRange(1))
-@click.option("--seed", default=DEMO_SEED, show_default=True, type=int)
-@click.option("--database", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("demo") / "bench-ssd.sqlite", show_default=True,
-              help="The benchmark database (generated if absent; never changed: the "
-              "reruns change a copy).")
+@_bench_options
 @click.option("--out", default=Path("bench-reruns"), show_default=True,
               type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the copy of the database and the runs' outputs.")
-@click.option("--shards", default=DEFAULT_SHARDS, show_default=True,
-              type=click.IntRange(1, 4096))
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
-def bench_reruns(children: int, seed: int, database: Path, out: Path, shards: int,
-                 workers: int) -> None:
+def bench_reruns(children: int, seed: int, database: Path, shards: int, workers: int,
+                 out: Path) -> None:
     """Time a full build, then reruns: with no change, with 1% of children changed, and
     the next night's. Each rerun is given as a share of the full build's time."""
     _quiet_prefect()
@@ -341,3 +341,7 @@ def bench_reruns(children: int, seed: int, database: Path, out: Path, shards: in
     for line in run_rerun_benchmark(database, children, seed, shards, workers, out):
         click.echo(line)
         sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

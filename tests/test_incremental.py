@@ -14,7 +14,7 @@ import pytest
 
 from fixtures.generator import generate_database
 from flows import sinks
-from flows.build import build_chronologies
+from flows.build import RunFailed, build_chronologies
 
 AS_OF = "2026-03-31"
 LATER = "2026-05-15"  # past some birthdays and history cut-offs; plans still open
@@ -157,3 +157,16 @@ def test_other_rules_rebuild_everyone(first, source, tmp_path):
     assert set(again["rebuilt_because"]) == {"other rules"}
     stored = json.loads((out / sinks.CURRENT / "manifest.json").read_text())
     assert stored["rules"]["hash"] == again["rules"]["hash"]
+
+
+def test_an_output_from_before_fingerprints_is_rebuilt_not_patched(first, source, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(first[0], out, symlinks=True)
+    (out / sinks.CURRENT / "fingerprints.parquet").unlink()
+    child = pd.read_parquet(out / sinks.CURRENT / "children.parquet")["child_id"].iloc[0]
+    with pytest.raises(RunFailed, match="older chronology"):
+        build_chronologies(source=str(source), out=str(out), shards=3, as_of=AS_OF,
+                           children=[child])
+    again = build_chronologies(source=str(source), out=str(out), shards=3, as_of=AS_OF)
+    assert set(again["rebuilt_because"]) == {"published output has no fingerprints"}
+    assert again["published"] and again["carried_over"] is None
