@@ -137,12 +137,16 @@ def _merge_table(previous: Path, version: Path, name: str, taken: Taken) -> None
     old = pd.read_parquet(previous / name)
     new = pd.read_parquet(version / name)
     keep = taken.rows(old["child_id"])
-    if "record_id" in old.columns and len(new):
-        # A row that names no child (a reject whose person id is missing) is read again by
-        # a run that reads its table; keep only the new one.
+    if taken.replaced is not None and "record_id" in old.columns and len(new):
+        # A run for some children reads again a row that names no child when its key
+        # names a record of theirs (a reject whose person id is missing); keep only the
+        # new one. (A run that takes children reads every row it does not take.)
+        unnamed = old["child_id"].isna().to_numpy(bool) & \
+            old["record_id"].notna().to_numpy(bool)
         again = pd.MultiIndex.from_frame(new[["table", "record_id"]].astype("str"))
-        keep = keep & ~pd.MultiIndex.from_frame(old[["table", "record_id"]].astype("str")
-                                                ).isin(again)
+        read_again = pd.MultiIndex.from_frame(old[["table", "record_id"]].astype("str")
+                                              ).isin(again)
+        keep = keep & ~(unnamed & read_again)
     kept = old[keep]
     merged = pd.concat([frame for frame in (kept, new) if len(frame)] or [new],
                        ignore_index=True)

@@ -34,20 +34,29 @@ FINGERPRINTS = "fingerprints.parquet"
 # What a child's outputs are made from, besides their records: a change to any of these
 # files rebuilds everyone.
 CODE_FOLDERS = ("transforms", "expectations", "flows")
-CODE_SUFFIXES = {".py", ".json", ".yml", ".yaml", ".html", ".css", ".js", ".txt"}
+# And the libraries that read, validate, shape and render.
+LIBRARIES = ("pandas", "pyarrow", "numpy", "great-expectations", "jinja2", "markupsafe")
 
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def code_digest(root: Path = ROOT) -> str:
-    """A digest of chronology's code, templates and suites, as installed."""
+    """A digest of chronology's code, templates and suites as installed, and of the
+    versions of the libraries it builds with."""
+    from importlib.metadata import PackageNotFoundError, version
+
     digest = hashlib.blake2b(digest_size=8)
     for folder in CODE_FOLDERS:
         for path in sorted((root / folder).rglob("*")):
-            if path.suffix in CODE_SUFFIXES and "__pycache__" not in path.parts:
+            if path.is_file() and "__pycache__" not in path.parts:
                 digest.update(path.relative_to(root).as_posix().encode() + b"\0")
                 digest.update(path.read_bytes() + b"\0")
+    for library in LIBRARIES:
+        try:
+            digest.update(f"{library}=={version(library)}\0".encode())
+        except PackageNotFoundError:
+            digest.update(f"{library} absent\0".encode())
     return digest.hexdigest()
 
 
@@ -83,10 +92,13 @@ def plan_reuse(out: Path, facts: pd.DataFrame, as_of: pd.Timestamp, rules_hash: 
         if now != then:
             return nothing_reused(reason, len(facts))
     try:
-        built = pd.read_parquet(current / FINGERPRINTS)
+        built = pd.read_parquet(current / FINGERPRINTS, columns=[
+            "child_id", "source_fingerprint", "built_as_of", "stale_on", "new_entries"])
     except (OSError, ValueError, pa.ArrowInvalid):
         return nothing_reused("published output has no fingerprints", len(facts))
     built = built.set_index(built["child_id"].astype("str").fillna(UNNAMED))
+    if not built.index.is_unique:
+        return nothing_reused("published fingerprints repeat a child", len(facts))
     then = built.reindex(facts.index)
     day = as_of.normalize()
     reasons = {

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
+from decimal import Decimal
+
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -178,3 +181,17 @@ def test_outputs_go_stale_on_the_first_day_time_changes_them(birth, periods, eve
     found = stale_on(child, _periods(*periods), _dated(*events), _dated(), load_rules(),
                      AS_OF)
     assert found["C1"] == pd.Timestamp(expected)
+
+
+def test_database_types_hash_by_value():
+    """PostgreSQL sends dates, timestamps and numerics typed, not as text."""
+    typed = [pa.array([date(2020, 1, 1), date(2020, 1, 2), None]),
+             pa.array([datetime(2020, 1, 1, 10), datetime(2020, 1, 1, 11), None],
+                      pa.timestamp("us")),
+             pa.array([Decimal("1.25"), Decimal("1.26"), None], pa.decimal128(5, 2)),
+             pa.array([2**64 - 1, 3, None], pa.uint64()),
+             pa.array([-1.5, 2.0, None]),
+             pa.array([b"0" * 16, b"1" * 16, None], pa.binary(16))]
+    for array in typed:
+        hashes = column_hashes(array)
+        assert len(set(hashes.tolist())) == 3, array.type

@@ -159,9 +159,9 @@ def test_other_rules_rebuild_everyone(first, source, tmp_path):
     assert stored["rules"]["hash"] == again["rules"]["hash"]
 
 
-def test_an_output_from_before_fingerprints_is_rebuilt_not_patched(first, source, tmp_path):
+def test_an_output_from_before_fingerprints_is_rebuilt_not_patched(source, tmp_path):
     out = tmp_path / "out"
-    shutil.copytree(first[0], out, symlinks=True)
+    build_chronologies(source=str(source), out=str(out), shards=3, as_of=AS_OF)
     (out / sinks.CURRENT / "fingerprints.parquet").unlink()
     child = pd.read_parquet(out / sinks.CURRENT / "children.parquet")["child_id"].iloc[0]
     with pytest.raises(RunFailed, match="older chronology"):

@@ -136,13 +136,20 @@ def column_hashes(column: pa.ChunkedArray | pa.Array, distinct: bool = False) ->
                       .astype(np.uint64) + _GOLDEN)
     elif pa.types.is_null(kind):
         hashes = np.full(len(array), _NULL, dtype=np.uint64)
-    else:  # numbers, dates and times: their bits, with the type's width
+    elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or \
+            pa.types.is_temporal(kind):
+        # Their bits, with the type: dates and times as the integers they are stored as.
+        if pa.types.is_temporal(kind):
+            array = array.view(pa.int32() if kind.bit_width == 32 else pa.int64())
         values = array.fill_null(0) if array.null_count else array
-        if pa.types.is_floating(kind):
-            bits = values.to_numpy(zero_copy_only=False).astype(np.float64).view(np.uint64)
-        else:
-            bits = values.cast(pa.int64()).to_numpy(zero_copy_only=False).view(np.uint64)
+        numbers = values.to_numpy(zero_copy_only=False)
+        bits = numbers.astype(np.float64).view(np.uint64) if pa.types.is_floating(kind) \
+            else numbers.astype(np.int64 if numbers.dtype.kind == "i" else np.uint64
+                                ).view(np.uint64)
         hashes = _mix(bits ^ salt(str(kind)))
+    else:  # decimals, UUIDs and the like: as their text, or bytes
+        return column_hashes(array.cast(pa.binary() if pa.types.is_fixed_size_binary(kind)
+                                        else pa.string()), distinct)
     if array.null_count:
         hashes[array.is_null().to_numpy(zero_copy_only=False)] = _NULL
     return hashes
@@ -174,13 +181,14 @@ def table_rows(table: SourceTable, raw: pa.Table, child: pa.Array,
                references: list[tuple[str, str, str]]) -> ChildRows:
     """Hash each row of one raw table, with the whole-source facts that decide its fate:
     whether its key is held by another row, and whether each id it points at exists."""
-    key_hashes = column_hashes(raw[table.key], distinct=True)
-    columns = [(name, key_hashes if name == table.key else column_hashes(raw[name]))
+    columns = [(name, column_hashes(raw[name], distinct=name == table.key))
                for name in raw.column_names]
-    repeated, shared = _repeated_keys(raw[table.key], key_hashes, child)
+    # The build judges keys and references trimmed, blank being none: so do the facts.
+    key = trimmed(raw[table.key])
+    repeated, shared = _repeated_keys(key, column_hashes(key, distinct=True), child)
     columns.append(("_key_repeated", repeated.astype(np.uint64)))
     for column, target, target_key in references:
-        values = child if column == OWNER_PERSON else raw[column]
+        values = child if column == OWNER_PERSON else trimmed(raw[column])
         exists = pc.is_in(values, value_set=known.get((target, target_key),
                                                       pa.array([], pa.string())))
         columns.append((f"_exists:{column}", column_hashes(exists)))
@@ -190,7 +198,15 @@ def table_rows(table: SourceTable, raw: pa.Table, child: pa.Array,
     return ChildRows(child=child, hashes=hashes, shared_keys=shared)
 
 
-def _repeated_keys(key: pa.ChunkedArray, key_hashes: np.ndarray, child: pa.Array
+def trimmed(values: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Values as text, trimmed, blank being missing: ids as conforming reads them."""
+    text = pc.utf8_trim_whitespace(values.cast(pa.string()))
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+
+
+def _repeated_keys(key: pa.Array, key_hashes: np.ndarray, child: pa.Array
                    ) -> tuple[np.ndarray, pa.Array]:
     """Which rows hold a key another row holds too, and the children holding a key that
     another child (or a row naming none) holds. Equal hashes find the few candidates;
@@ -252,6 +268,7 @@ def dated_from(raw: pa.Table, child: pa.Array, dates: Iterable[str], day: pd.Tim
             continue
         column = raw[name]
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            column = trimmed(column)  # as conforming reads a date
             hit = pc.greater_equal(column, text_day)
         else:
             hit = pc.greater_equal(column.cast(pa.timestamp("us")),
@@ -280,10 +297,7 @@ def row_children(raw: dict[str, pa.Table], tables: dict[str, SourceTable]
     for name, table in raw.items():
         spec = tables[name]
         if spec.owner is None:
-            trimmed = pc.utf8_trim_whitespace(
-                table[spec.person].combine_chunks().cast(pa.string()))
-            found[name] = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()),
-                                     trimmed)
+            found[name] = trimmed(table[spec.person])
             continue
         parent_spec = tables[spec.owner.table]
         parent = raw.get(spec.owner.table)

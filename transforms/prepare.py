@@ -39,9 +39,10 @@ class Prepared:
 def known_ids(raw: dict[str, pa.Table]) -> dict[tuple[str, str], pa.Array]:
     """Ids that person, parent and owner columns may point at, by (table, key).
 
-    Taken from the whole source, even in a run that builds only some children, so that a
-    parent row in another shard (because its own person id is wrong, say) or of a child
-    not rebuilt still counts as existing and its dependants are not lost.
+    Taken from the whole of what the run read (every row, in a run over the whole
+    source, even of children it does not rebuild), so that a parent row in another shard
+    (because its own person id is wrong, say) or of a child taken from the published
+    output still counts as existing and its dependants are not lost.
     """
     wanted = {(target, key) for name in raw
               for _, target, key in existence_checks(TABLES_BY_NAME[name])}

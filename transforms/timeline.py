@@ -97,12 +97,16 @@ class KeyEvent:
 def timeline(periods: Sequence[Period], key_events: Sequence[KeyEvent], birth: date | None,
              as_of: date) -> Timeline:
     """Lay out a child's periods in lanes and its key events as numbered marks, from
-    birth (or the first thing recorded) to `as_of`."""
+    birth (or the first thing recorded) to `as_of` while a period is open, else to the
+    last thing recorded: the picture of a closed case does not change with the date, so
+    its page can be kept until the records change (`transforms/freshness.py`)."""
     dates = [p.start for p in periods] + [k.when for k in key_events]
     if birth is not None:
         dates.append(birth)
     first = min(dates, default=as_of)
-    last = max([as_of, *[p.end for p in periods if p.end is not None], *dates])
+    ongoing = any(p.end is None for p in periods) or not dates
+    last = max([*([as_of] if ongoing else []),
+                *[p.end for p in periods if p.end is not None], *dates])
     span = max((last - first).days, 1)
 
     def at(day: date) -> float:
