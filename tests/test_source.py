@@ -14,6 +14,8 @@ import sqlalchemy as sa
 
 from fixtures.generator import generate_database
 from flows.source import SourceSchemaError, present_tables, read_source, select_sql, source_url
+from transforms.fingerprint import source_facts
+from transforms.prepare import known_ids
 from transforms.ssd import TABLES, TABLES_BY_NAME
 
 POSTGRES_URL = os.environ.get("CHRONOLOGY_TEST_POSTGRES_URL")
@@ -185,6 +187,21 @@ def test_postgres_reads_the_same_rows_with_real_date_types(postgres):
         assert table.num_rows == from_sqlite[name].num_rows, name
     dob = from_postgres["ssd_person"].schema.field("pers_dob").type
     assert pa.types.is_timestamp(dob)
+
+
+@pytest.mark.postgres
+def test_postgres_typed_columns_fingerprint_like_sqlite_text(postgres):
+    """Dates and timestamps arrive typed from PostgreSQL: every child is fingerprinted,
+    and a record dated after the as-of date is found as from SQLite's text."""
+    url, from_sqlite = postgres
+    from_postgres = read_source(source_url(url), TABLES)
+    as_of = pd.Timestamp("2020-01-01")  # most records are later
+    facts = {name: source_facts(raw, TABLES_BY_NAME, known_ids(raw), as_of, None).children
+             for name, raw in (("postgres", from_postgres), ("sqlite", from_sqlite))}
+    assert facts["postgres"].index.sort_values().equals(facts["sqlite"].index.sort_values())
+    assert facts["postgres"]["fingerprint"].is_unique
+    pd.testing.assert_series_equal(facts["postgres"]["next_record"].sort_index(),
+                                   facts["sqlite"]["next_record"].sort_index())
 
 
 @pytest.mark.postgres
