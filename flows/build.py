@@ -27,6 +27,7 @@ from flows.cli import DEFAULT_KEEP, DEFAULT_MAX_REJECT_SHARE, DEFAULT_SHARDS
 from flows.incremental import (
     FINGERPRINTS,
     Reuse,
+    check_choice,
     code_digest,
     nothing_reused,
     plan_reuse,
@@ -177,6 +178,7 @@ def build_chronologies(
     started = datetime.now(UTC)
     run_id = started.strftime("%Y%m%dT%H%M%SZ") + "-" + token_hex(3)
     as_of_date = pd.Timestamp(as_of or started.date().isoformat()).normalize()
+    check_choice(children, full, since)
     try:
         since_date = None if since is None else pd.Timestamp(since).normalize()
     except ValueError:

@@ -110,6 +110,7 @@ def build(source: str | None, out: str, children: str | None, shards: int, worke
     source, as_of = _source_and_as_of(source, as_of)
     _quiet_prefect()
     from flows.build import RunFailed, build_chronologies
+    from flows.incremental import check_choice
     from flows.publish import OutputBusy
     from flows.source import SourceSchemaError
     from transforms.rules import RulesError, load_rules
@@ -121,9 +122,10 @@ def build(source: str | None, out: str, children: str | None, shards: int, worke
         for day, option in ((as_of, "--as-of"), (since, "--since")):
             if day is not None:
                 _date(day, option)
-        if children is not None and (full or since):
-            raise click.UsageError("--children rebuilds just those children: leave out "
-                                   "--full and --since")
+        try:
+            check_choice(wanted, full, since)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
         source = _checked_source(source)
         click.echo("building: starting Prefect and reading the source…")
         manifest = build_chronologies(

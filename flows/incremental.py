@@ -60,6 +60,13 @@ def code_digest(root: Path = ROOT) -> str:
     return digest.hexdigest()
 
 
+def check_choice(children: list[str] | None, full: bool, since: str | None) -> None:
+    """A run for some children rebuilds just them: `full` and `since` choose among all."""
+    if children is not None and (full or since):
+        raise ValueError("a run for some children (children) rebuilds just them: leave out "
+                         "full and since")
+
+
 @dataclass(frozen=True)
 class Reuse:
     """The children to take from the published output `previous`, and why the others

@@ -170,3 +170,11 @@ def test_an_output_from_before_fingerprints_is_rebuilt_not_patched(source, tmp_p
     again = build_chronologies(source=str(source), out=str(out), shards=3, as_of=AS_OF)
     assert set(again["rebuilt_because"]) == {"published output has no fingerprints"}
     assert again["published"] and again["carried_over"] is None
+
+
+def test_a_run_for_some_children_refuses_full_and_since(source, tmp_path):
+    for choice in ({"full": True}, {"since": "2026-01-01"}):
+        with pytest.raises(ValueError, match="leave out full and since"):
+            build_chronologies(source=str(source), out=str(tmp_path), children=["C1"],
+                               **choice)
+    assert not any(tmp_path.iterdir())  # refused before touching the output
