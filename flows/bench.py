@@ -175,16 +175,17 @@ def run_rerun_benchmark(database: Path, children: int, seed: int, shards: int, w
     shutil.rmtree(site, ignore_errors=True)
     day = pd.Timestamp(DEMO_AS_OF)
 
+    seconds: dict[str, float] = {}
+
     def timed(label: str, **options) -> Iterator[str]:
         clock = time.perf_counter()
         manifest = build_chronologies(source=str(source), out=str(site), shards=shards,
                                       workers=workers, **options)
-        seconds = time.perf_counter() - clock
-        timed.seconds[label] = seconds
+        seconds[label] = time.perf_counter() - clock
         reused = (manifest["carried_over"] or {}).get("children", 0)
-        share = f" = {seconds / timed.seconds['full build']:.1%} of the full build" \
+        share = f" = {seconds[label] / seconds['full build']:.1%} of the full build" \
             if label != "full build" else ""
-        yield (f"{label:<34}{seconds:>8.1f} s{share}; {manifest['children']:,} children "
+        yield (f"{label:<34}{seconds[label]:>8.1f} s{share}; {manifest['children']:,} children "
                f"built, {reused:,} reused")
         if manifest["rebuilt_because"]:
             yield "    built because: " + "; ".join(
@@ -194,7 +195,6 @@ def run_rerun_benchmark(database: Path, children: int, seed: int, shards: int, w
                            if not name.startswith("thread."))
         yield f"    stages (s): {stages}"
 
-    timed.seconds = {}
     yield from timed("full build", as_of=str(day.date()), full=True)
     yield from timed("rerun, no change", as_of=str(day.date()))
     with sqlite3.connect(source) as db:

@@ -90,8 +90,8 @@ def learn_source(raw: dict[str, pa.Table], as_of: pd.Timestamp, since: pd.Timest
 
 @task(cache_policy=NO_CACHE)
 def plan_incremental(out: Path, facts: SourceFacts, as_of: pd.Timestamp, rules_hash: str,
-                     shards: int, full: bool) -> Reuse:
-    return plan_reuse(out, facts.children, as_of, rules_hash, code_digest(), shards, full)
+                     code: str, shards: int, full: bool) -> Reuse:
+    return plan_reuse(out, facts.children, as_of, rules_hash, code, shards, full)
 
 
 @task(cache_policy=NO_CACHE)
@@ -179,6 +179,7 @@ def build_chronologies(
     run_id = started.strftime("%Y%m%dT%H%M%SZ") + "-" + token_hex(3)
     as_of_date = pd.Timestamp(as_of or started.date().isoformat()).normalize()
     check_choice(children, full, since)
+    code = code_digest()  # what the next run compares its own with
     try:
         since_date = None if since is None else pd.Timestamp(since).normalize()
     except ValueError:
@@ -205,8 +206,8 @@ def build_chronologies(
         facts = learn_source(raw, data_as_of, since_date, workers)
         reuse = nothing_reused("a run for some children", 0)
         if children is None:
-            reuse = plan_incremental(Path(out), facts, data_as_of, ruleset.digest, shards,
-                                     full)
+            reuse = plan_incremental(Path(out), facts, data_as_of, ruleset.digest, code,
+                                     shards, full)
             raw = without_children(raw, facts.children_of_rows, reuse.children)
         known, fingerprints = facts.known, facts.children
         del facts  # each row's child is no longer needed
@@ -245,8 +246,9 @@ def build_chronologies(
         people = pd.concat([o.people for o in shard_outcomes], ignore_index=True)
         children_table = pd.concat([o.children for o in shard_outcomes], ignore_index=True)
         children_table["page_id"] = page_ids(children_table["child_id"])
-        freshness = stamps(fingerprints, reuse.children, children_table, as_of_date)
-        children_table = children_table.drop(columns=["stale_on", "new_entries"])
+        freshness = stamps(fingerprints, reuse.children,
+                           pd.concat([o.freshness for o in shard_outcomes], ignore_index=True),
+                           as_of_date)
         write_outputs(version, rejects, findings, people, children_table,
                       pd.concat([o.periods for o in shard_outcomes], ignore_index=True),
                       freshness,
@@ -297,7 +299,7 @@ def build_chronologies(
             "version": str(version),
             "shards": shards,
             "rules": {"path": str(rules_path), "hash": ruleset.digest},
-            "code": code_digest(),
+            "code": code,
             **summary,
             "chronology": {
                 **{k: v for k, v in entry_counts.items() if k != "no_reason"},

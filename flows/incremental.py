@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flows import sinks
+from flows.carry import Taken
 from transforms.fingerprint import UNNAMED
 from transforms.freshness import NEVER
 
@@ -133,22 +134,21 @@ def without_children(raw: dict[str, pa.Table], children_of_rows: dict[str, pa.Ar
     none)."""
     if not reused:
         return raw
-    value_set = pa.array(sorted(reused), pa.string())
-    return {name: table.filter(pc.invert(pc.is_in(
-        pc.fill_null(children_of_rows[name], UNNAMED), value_set=value_set)))
-        for name, table in raw.items()}
+    taken = Taken(taken=reused)
+    return {name: table.filter(pc.invert(taken.arrow_rows(children_of_rows[name])))
+            for name, table in raw.items()}
 
 
-def stamps(facts: pd.DataFrame, reused: frozenset[str], children: pd.DataFrame,
+def stamps(facts: pd.DataFrame, reused: frozenset[str], freshness: pd.DataFrame,
            as_of: pd.Timestamp) -> pd.DataFrame:
     """What the next run compares, for every child id whose rows this run read (all but
     the `reused`), with or without outputs: the fingerprint of their rows, the as-of date
     they were built for, the date their outputs go stale (`stale_on` from the build of
-    their chronology in `children`, or earlier when a record dated ahead comes due) and
+    their chronology in `freshness`, or earlier when a record dated ahead comes due) and
     the entries their page marks new. The rows that name no child are one more row,
     with no child id."""
     read = facts[~facts.index.isin(list(reused))]
-    built = children.set_index(children["child_id"].astype("str"))
+    built = freshness.set_index(freshness["child_id"].astype("str"))
     stale = built["stale_on"].reindex(read.index).to_numpy(dtype="datetime64[ns]")
     due = read["next_record"].to_numpy(dtype="datetime64[ns]")
     stale = np.where(np.isnat(stale), np.datetime64(NEVER), stale)  # ids with no outputs

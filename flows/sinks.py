@@ -60,11 +60,14 @@ def read_partition(dataset: Path, shard: int, columns: list[str] | None = None,
     given). List columns stay Arrow lists: converting them to Python objects costs ten
     times the read."""
     table = pq.read_table(dataset / f"shard={shard}", columns=columns,
-                          filters=None if children is None else
-                          pc.is_in(pc.field("child_id"), value_set=pa.array(children,
-                                                                            pa.string())))
+                          filters=None if children is None else _of(children))
     return table.to_pandas(types_mapper=lambda kind: pd.ArrowDtype(kind)
                            if pa.types.is_list(kind) else None)
+
+
+def _of(children: list[str]) -> pc.Expression:
+    """A Parquet read filter: the rows of these children."""
+    return pc.is_in(pc.field("child_id"), value_set=pa.array(children, pa.string()))
 
 
 def write_json(data: dict[str, Any], path: Path) -> None:
@@ -98,8 +101,7 @@ def previous_first_seen(out: Path, shard: int, shards: int, children: list[str]
     if not path.exists():
         return None
     table = pq.read_table(path, columns=["entry_id", "first_seen_run"],
-                          filters=pc.is_in(pc.field("child_id"),
-                                           value_set=pa.array(children, pa.string())))
+                          filters=_of(children))
     frame = table.to_pandas(types_mapper=pd.ArrowDtype).drop_duplicates("entry_id")
     return pd.Series(frame["first_seen_run"].astype("str").to_numpy(),
                      index=frame["entry_id"].astype("str").to_numpy(), dtype="str")

@@ -57,6 +57,7 @@ class ShardOutcome:
     validation: list[dict] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     children: pd.DataFrame = field(default_factory=pd.DataFrame)
+    freshness: pd.DataFrame = field(default_factory=pd.DataFrame)
     periods: pd.DataFrame = field(default_factory=pd.DataFrame)
     # Per source table: events in, heading an entry, merged, collapsed, left out.
     accounting: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -134,6 +135,7 @@ def stage_and_write_shard(number: int, kept: dict[str, pd.DataFrame], as_of: pd.
     shaped = score_and_shape(events, outcome.people, rules, as_of, run_id, first_seen)
     del events
     outcome.children = shaped.children
+    outcome.freshness = shaped.freshness
     outcome.periods = shaped.periods
     outcome.accounting = shaped.accounting
     outcome.filtered = shaped.filtered
@@ -162,6 +164,8 @@ class ShapedShard:
 
     entries: pd.DataFrame
     children: pd.DataFrame
+    # By child: when time alone would change their outputs, and the entries marked new.
+    freshness: pd.DataFrame
     periods: pd.DataFrame
     accounting: pd.DataFrame
     filtered: pd.DataFrame
@@ -184,12 +188,15 @@ def score_and_shape(events: pd.DataFrame, people: pd.DataFrame, rules: Rules,
     shape_s = time.perf_counter() - clock
     clock = time.perf_counter()
     header = children(people, found, scored, shaped.entries, day)
-    header["stale_on"] = stale_on(header, found, scored, shaped.entries, rules, day).to_numpy()
     # Entries the page marks new: until a run shows the page again, the marks stay.
     marked = shaped.entries["first_seen_run"].eq(run_id).to_numpy(bool) & \
         (first_seen is not None)
-    header["new_entries"] = count_by(header["child_id"], shaped.entries["child_id"][marked])
-    return ShapedShard(entries=shaped.entries, children=header, periods=found,
+    freshness = pd.DataFrame({
+        "child_id": header["child_id"],
+        "stale_on": stale_on(header, found, scored, shaped.entries, rules, day).to_numpy(),
+        "new_entries": count_by(header["child_id"], shaped.entries["child_id"][marked])})
+    return ShapedShard(entries=shaped.entries, children=header, freshness=freshness,
+                       periods=found,
                        accounting=shaped.accounting, filtered=shaped.filtered,
                        seconds={"score": score_s, "shape": shape_s,
                                 "children": time.perf_counter() - clock})

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.frames import lookup, per_distinct
+from transforms.frames import lookup, per_distinct, stripped
 from transforms.rejects import concat_rejects, empty_rejects, rejects_for
 from transforms.ssd import (
     FLAG_VALUES,
@@ -83,15 +83,9 @@ def owner_people(parent: pd.DataFrame, parent_table: SourceTable, key: str) -> p
     return pd.Series(pairs[parent_table.person].to_numpy(), index=pairs[key], dtype="str")
 
 
-def _strip(values: pd.Series) -> pd.Series:
-    """Trim text and treat empty strings as missing, as every extract means them."""
-    text = values.astype("str").str.strip()
-    return text.mask(text == "")
-
-
 def _parse_dates(text: pd.Series) -> pd.Series:
     """ISO 8601 dates and date-times as datetime64[ns]; NaT for blanks and for non-dates."""
-    return pd.to_datetime(_strip(text), format="ISO8601", errors="coerce").astype(
+    return pd.to_datetime(stripped(text), format="ISO8601", errors="coerce").astype(
         "datetime64[ns]")
 
 
@@ -108,7 +102,7 @@ def _dates(values: pd.Series) -> tuple[pd.Series, pd.Series]:
         return pd.to_datetime(values).astype("datetime64[ns]"), pd.Series(False, index=values.index)
     # A few thousand distinct days recur across millions of rows: parse each once.
     parsed = per_distinct(values, _parse_dates)
-    blank = per_distinct(values, lambda text: _strip(text).isna())
+    blank = per_distinct(values, lambda text: stripped(text).isna())
     return parsed, values.notna() & ~blank.fillna(True).astype(bool) & parsed.isna()
 
 
@@ -118,7 +112,7 @@ def _codes(values: pd.Series, code_set: CodeSet) -> pd.Series:
 
 
 def _code_of(text: pd.Series, code_set: CodeSet) -> pd.Series:
-    text = _strip(text)
+    text = stripped(text)
     mapped = text.replace(code_set.aliases) if code_set.aliases else text
     for prefix, code in code_set.prefixes.items():
         mapped = mapped.mask(mapped.str.startswith(prefix, na=False), code)
@@ -130,7 +124,7 @@ def _flags(values: pd.Series) -> pd.Series:
 
 
 def _flag_of(text: pd.Series) -> pd.Series:
-    text = _strip(text)
+    text = stripped(text)
     return text.str.upper().map(FLAG_VALUES).fillna(text).astype("str")
 
 
@@ -150,7 +144,7 @@ def conform_table(table: SourceTable, frame: pd.DataFrame) -> Conformed:
         elif column in table.flags:
             columns[column] = _flags(values)
         else:
-            columns[column] = _strip(values)
+            columns[column] = stripped(values)
     conformed = pd.DataFrame(columns, index=frame.index)
 
     rejects = []

@@ -199,7 +199,8 @@ def table_rows(table: SourceTable, raw: pa.Table, child: pa.Array,
 
 
 def trimmed(values: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """Values as text, trimmed, blank being missing: ids as conforming reads them."""
+    """Values as text, trimmed, blank being missing: `transforms.frames.stripped` in
+    Arrow, for whole raw columns."""
     text = pc.utf8_trim_whitespace(values.cast(pa.string()))
     if isinstance(text, pa.ChunkedArray):
         text = text.combine_chunks()

@@ -25,6 +25,12 @@ def arrow_text(values: pd.Series | pd.Index) -> pa.Array:
     return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
+def stripped(values: pd.Series) -> pd.Series:
+    """Trim text and treat empty strings as missing, as every extract means them."""
+    text = values.astype("str").str.strip()
+    return text.mask(text == "")
+
+
 def lookup(keys: pd.Series, table: pd.Series) -> pd.Series:
     """`table[key]` for every key (missing where absent), keeping `table`'s dtype.
 

@@ -6,8 +6,9 @@ source table: rows in = rows staged + rows rejected.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
+
+from transforms.frames import stripped
 
 STRING_COLUMNS = {"table": "str", "record_id": "str", "child_id": "str", "rule": "str",
                   "expectation": "str", "reason": "str"}
@@ -41,7 +42,9 @@ def rejects_for(
         "table": table,
         "record_id": rows[key].astype("str").to_numpy(),
         "source_row": rows["_row"].to_numpy(dtype="int64"),
-        "child_id": _child_ids(rows[child]) if child in rows else None,
+        # Trimmed, blank being none, whether the rows are raw or conformed: a reject
+        # names its child as the chronology does.
+        "child_id": stripped(rows[child]).to_numpy() if child in rows else None,
         "rule": rule,
         "expectation": rule,
         "reason": reason.to_numpy() if isinstance(reason, pd.Series) else reason,
@@ -54,10 +57,3 @@ def concat_rejects(frames: list[pd.DataFrame]) -> pd.DataFrame:
     if not frames:
         return empty_rejects()
     return pd.concat(frames, ignore_index=True)
-
-
-def _child_ids(values: pd.Series) -> np.ndarray:
-    """Child ids as conforming reads them (trimmed, blank being none), whether the rows
-    are raw or conformed: a reject names its child as the chronology does."""
-    text = values.astype("str").str.strip()
-    return text.mask(text == "").to_numpy()
