@@ -188,7 +188,8 @@ def table_rows(table: SourceTable, raw: pa.Table, child: pa.Array,
     repeated, shared = _repeated_keys(key, column_hashes(key, distinct=True), child)
     columns.append(("_key_repeated", repeated.astype(np.uint64)))
     for column, target, target_key in references:
-        values = child if column == OWNER_PERSON else trimmed(raw[column])
+        # A row's own person (or owner) id is its child, trimmed already.
+        values = child if column in (OWNER_PERSON, table.person) else trimmed(raw[column])
         exists = pc.is_in(values, value_set=known.get((target, target_key),
                                                       pa.array([], pa.string())))
         columns.append((f"_exists:{column}", column_hashes(exists)))
