@@ -23,13 +23,13 @@ from fixtures.generator import DEMO_AS_OF
 from flows import sinks
 from flows.site import render_site, site_line
 from flows.source import read_source, source_url
-from flows.steps import ShardOutcome, score_and_shape, stage_and_write_shard, validate_table
+from flows.steps import ShardOutcome, score_and_shape, stage_and_write_unit, validate_table
 from flows.validation import SuiteRunner
 from transforms.pages import RunInfo, page_ids
 from transforms.prepare import known_ids, prepare
 from transforms.reconcile import event_reconciliation, quality_line, quality_report
 from transforms.rules import Rules, load_rules
-from transforms.shards import by_shard
+from transforms.shards import by_unit, work_units
 from transforms.ssd import TABLES
 
 # The generated records run up to DEMO_AS_OF; the run is "as of" the end of that day.
@@ -57,7 +57,8 @@ def _database(path: Path, children: int, seed: int) -> tuple[Path, str]:
 def _score_and_shape_again(folder: Path, outcome: ShardOutcome, rules: Rules
                            ) -> dict[str, float]:
     clock = time.perf_counter()
-    events = pd.read_parquet(folder / "events" / f"shard={outcome.shard}")
+    events = pd.concat([pd.read_parquet(folder / "events" / f"shard={number}")
+                        for number in outcome.shards], ignore_index=True)
     read_s = time.perf_counter() - clock
     shaped = score_and_shape(events, outcome.people, rules, AS_OF, "bench")
     return {"read": read_s, **shaped.seconds}
@@ -92,15 +93,17 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
         validated = list(pool.map(validate, names, [prepared.frames[n] for n in names]))
         del prepared
         tables = [outcome for _, outcome in validated]
-        parts = by_shard({outcome.name: shard_parts for shard_parts, outcome in validated})
+        units = work_units(shards, children)
+        parts = by_unit({outcome.name: shard_parts for shard_parts, outcome in validated}, units)
         del validated
         validate_s = time.perf_counter() - clock
 
-        # As in the flow, each shard is staged, validated, scored, shaped and written by
-        # one worker.
+        # As in the flow, each unit of shards is staged, validated, scored, shaped and
+        # written by one worker.
         clock = time.perf_counter()
-        outcomes = list(pool.map(lambda item: stage_and_write_shard(
-            item[0], item[1], AS_OF, runner, Path(folder), rules, "bench"), enumerate(parts)))
+        outcomes = list(pool.map(lambda item: stage_and_write_unit(
+            item[0], item[1], AS_OF, runner, Path(folder), rules, "bench", shards),
+            zip(units, parts, strict=True)))
         del parts
         stage_s = time.perf_counter() - clock
         total = time.perf_counter() - started

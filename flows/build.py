@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from secrets import token_hex
@@ -22,7 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import sinks
-from flows.carry import Carried, CarryError, Taken, carry_over
+from flows.carry import Carried, Carry, CarryError, Taken
 from flows.cli import DEFAULT_KEEP, DEFAULT_MAX_REJECT_SHARE, DEFAULT_SHARDS
 from flows.incremental import (
     FINGERPRINTS,
@@ -37,7 +38,7 @@ from flows.incremental import (
 from flows.publish import clean_up, exclusive, mark_published
 from flows.site import SiteReport, render_site
 from flows.source import SourceSchemaError, read_source, safe_url, source_url
-from flows.steps import ShardOutcome, TableOutcome, stage_and_write_shard, validate_table
+from flows.steps import ShardOutcome, TableOutcome, stage_and_write_unit, validate_table
 from flows.validation import SuiteRunner
 from transforms.fingerprint import SourceFacts, source_facts
 from transforms.pages import RunInfo, page_ids
@@ -54,7 +55,7 @@ from transforms.reconcile import (
 )
 from transforms.rejects import concat_rejects
 from transforms.rules import DEFAULT_RULES, Rules, load_rules
-from transforms.shards import by_shard
+from transforms.shards import by_unit, work_units
 from transforms.ssd import TABLES, TABLES_BY_NAME
 
 TABLE_ORDER = {table.name: position for position, table in enumerate(TABLES)}
@@ -110,14 +111,14 @@ def validate_source_table(name: str, prepared: Prepared, as_of: pd.Timestamp,
 
 
 @task(cache_policy=NO_CACHE)
-def build_shard(number: int, kept: dict[str, pd.DataFrame], as_of: pd.Timestamp,
-                runner: SuiteRunner, version: Path, rules: Rules, run_id: str, out: Path,
-                shards: int) -> ShardOutcome:
+def build_unit(unit: tuple[int, ...], kept: dict[str, pd.DataFrame], as_of: pd.Timestamp,
+               runner: SuiteRunner, version: Path, rules: Rules, run_id: str, out: Path,
+               shards: int) -> ShardOutcome:
     children = set().union(*(frame[TABLES_BY_NAME[name].child_column].dropna().unique()
                              for name, frame in kept.items()))
-    first_seen = sinks.previous_first_seen(out, number, shards, sorted(children))
-    return stage_and_write_shard(number, kept, as_of, runner, version, rules, run_id,
-                                 first_seen)
+    first_seen = sinks.previous_first_seen(out, unit, shards, sorted(children))
+    return stage_and_write_unit(unit, kept, as_of, runner, version, rules, run_id, shards,
+                                first_seen)
 
 
 @task(cache_policy=NO_CACHE)
@@ -132,10 +133,18 @@ def write_outputs(version: Path, rejects: pd.DataFrame, findings: pd.DataFrame,
 
 
 @task(cache_policy=NO_CACHE)
-def carry_children(previous: Path, version: Path, taken: Taken, shards: int,
-                   rules_hash: str) -> Carried:
+def start_carry(previous: Path, version: Path, taken: Taken, shards: int,
+                rules_hash: str) -> Carry:
     try:
-        return carry_over(previous, version, taken, shards, rules_hash)
+        return Carry(previous, version, taken, shards, rules_hash)
+    except CarryError as error:
+        raise RunFailed(f"{error}; nothing was published.") from None
+
+
+@task(cache_policy=NO_CACHE)
+def finish_carry(carry: Carry) -> Carried:
+    try:
+        return carry.finish()
     except CarryError as error:
         raise RunFailed(f"{error}; nothing was published.") from None
 
@@ -185,7 +194,7 @@ def build_chronologies(
     except ValueError:
         raise ValueError(f"since {since!r} is not a date like 2026-03-31") from None
     data_as_of = as_of_date + pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
-    with exclusive(Path(out), run_id, wait_seconds):
+    with exclusive(Path(out), run_id, wait_seconds), ExitStack() as background:
         # What killed or failed runs left behind goes first, while no one else can write.
         clean_up(Path(out), keep_versions)
         version = sinks.version_dir(Path(out), run_id)
@@ -209,13 +218,19 @@ def build_chronologies(
             reuse = plan_incremental(Path(out), facts, data_as_of, ruleset.digest, code,
                                      shards, full)
             raw = without_children(raw, facts.children_of_rows, reuse.children)
+        carrying = None
+        if reuse.children:
+            # The children taken are carried over while the others are built.
+            carrying = background.enter_context(start_carry(
+                reuse.previous, version, Taken(taken=reuse.children), shards, ruleset.digest))
         known, fingerprints = facts.known, facts.children
         del facts  # each row's child is no longer needed
         # What the run accounts for: the rows of the children it builds.
         extracted = {name: table.num_rows for name, table in raw.items()}
         lap("fingerprint")
+        to_build = len(fingerprints) - len(reuse.children)
         logger.info("%d children unchanged since the published output, %d to build",
-                    len(reuse.children), len(fingerprints) - len(reuse.children))
+                    len(reuse.children), to_build)
 
         prepared = prepare_tables(raw, known, workers)
         del raw
@@ -229,14 +244,15 @@ def build_chronologies(
         del prepared
         # Reported in the contract's table order, whatever order they ran in.
         tables = sorted((outcome for _, outcome in validated), key=lambda o: TABLE_ORDER[o.name])
-        parts = by_shard({outcome.name: shard_parts for shard_parts, outcome in validated})
+        units = work_units(shards, to_build)
+        parts = by_unit({outcome.name: shard_parts for shard_parts, outcome in validated}, units)
         del validated
         lap("validate_source")
 
         shard_outcomes = [f.result() for f in [
-            build_shard.submit(n, part, data_as_of, runner, version, ruleset, run_id, Path(out),
-                               shards)
-            for n, part in enumerate(parts)]]
+            build_unit.submit(unit, part, data_as_of, runner, version, ruleset, run_id,
+                              Path(out), shards)
+            for unit, part in zip(units, parts, strict=True)]]
         del parts
         lap("stage_score_shape")
 
@@ -263,21 +279,20 @@ def build_chronologies(
         carried = None
         if children is not None and published and built:
             # Every child asked for is replaced: one no longer in the source leaves.
-            carried = carry_children((Path(out) / sinks.CURRENT).resolve(), version,
-                                     Taken(replaced=built | set(children)), shards,
-                                     ruleset.digest)
-            lap("carry")
-        elif reuse.children:
-            carried = carry_children(reuse.previous, version, Taken(taken=reuse.children),
-                                     shards, ruleset.digest)
+            carrying = background.enter_context(start_carry(
+                (Path(out) / sinks.CURRENT).resolve(), version,
+                Taken(replaced=built | set(children)), shards, ruleset.digest))
+        if carrying is not None:
+            carried = finish_carry(carrying)
             lap("carry")
 
         site = render_pages(version, shards, workers, ruleset, RunInfo(
             run_id=run_id, generated_at=started, as_of=as_of_date, rules_hash=ruleset.digest,
             marks_new=published), only=built if carried is not None else None)
         lap("render")
-        for outcome in [*tables, *shard_outcomes]:
-            for name, seconds in outcome.seconds.items():
+        for seconds_of in [*(o.seconds for o in [*tables, *shard_outcomes]),
+                           carried.seconds if carried else {}]:
+            for name, seconds in seconds_of.items():
                 timings[f"thread.{name}"] = timings.get(f"thread.{name}", 0.0) + seconds
 
         counts = reconciliation(extracted, shard_outcomes, rejects)

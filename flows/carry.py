@@ -4,7 +4,7 @@ A run for some children (`--children`), or one that found most children unchange
 (`flows/incremental.py`), builds just some. To publish, its version must still hold
 every child, so every other child's rows, in every table and dataset, and their pages
 are taken from the current output as they are: rows are copied, and pages and the
-partitions of shards with no rebuilt child are hard links (no copy, no re-render).
+files of partitions that lose no child are hard links (no copy, no re-render).
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -29,6 +31,10 @@ from transforms.fingerprint import UNNAMED
 from transforms.shards import shard_of
 
 DATASETS = ("events", "chronology")
+CARRIED = "carried-"  # the start of the name of a partition's files of carried rows
+# A partition that has gathered this many files (links of the files of earlier runs) is
+# written again as one.
+MAX_FILES = 4
 
 
 class CarryError(RuntimeError):
@@ -39,6 +45,7 @@ class CarryError(RuntimeError):
 class Carried:
     from_run: str
     children: int  # children whose outputs were carried over
+    seconds: dict[str, float] = field(default_factory=dict)  # thread time, by kind of work
 
 
 @dataclass(frozen=True)
@@ -67,10 +74,9 @@ class Taken:
         return np.asarray(taken.to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def carry_over(previous: Path, version: Path, taken: Taken, shards: int, rules_hash: str
-               ) -> Carried:
-    """Add to `version` (this run's outputs for the children it built) the rows and
-    pages of the output `previous` that `taken` says, unchanged."""
+def check_compatible(previous: Path, shards: int, rules_hash: str) -> dict:
+    """The published output's manifest, if its children can be carried into this run's
+    version: cut into the same shards, built with the same rules."""
     manifest = json.loads((previous / "manifest.json").read_text(encoding="utf-8"))
     if manifest.get("shards") != shards:
         raise CarryError(
@@ -81,42 +87,81 @@ def carry_over(previous: Path, version: Path, taken: Taken, shards: int, rules_h
         raise CarryError(
             f"the current output was built with rules {manifest.get('rules', {}).get('hash')} "
             f"and this run uses {rules_hash}: with other rules, rebuild every child")
-    _refuse_moved_records(previous, version, taken)
-    for name in sinks.ROW_ORDER:
-        _merge_table(previous, version, name, taken)
-    before = pd.read_parquet(previous / "children.parquet", columns=["child_id", "page_id"])
-    before = before.assign(child_id=before["child_id"].astype("str"))
-    kept = taken.rows(before["child_id"])
-    # Shards that lose a child of the current output, or gain rows of this run's.
-    changed = set(shard_of(before["child_id"][~kept], shards))
-    def carry_partition(old: Path, new: Path) -> None:
-        number = int(old.name.removeprefix("shard="))
-        if number in changed or pq.read_metadata(new / "part-0.parquet").num_rows:
-            _merge_partition(old, new, taken)
-        else:  # the run wrote this shard empty: the old one is the whole of it
-            shutil.rmtree(new)
-            _link_tree(old, new)
+    return manifest
 
-    partitions = [(previous / dataset / f"shard={number}", version / dataset / f"shard={number}")
-                  for dataset in DATASETS for number in range(shards)]
-    with ThreadPoolExecutor(max_workers=2) as pool:  # Parquet releases the GIL
-        list(pool.map(lambda pair: carry_partition(*pair), partitions))
-    pages = version / SITE / CHILDREN
-    pages.mkdir(parents=True, exist_ok=True)
-    old_pages, new_pages = str(previous / SITE / CHILDREN), str(pages)
-    names = [f"{page_id}.html" for page_id in before["page_id"][kept]]
-    # Two threads, half the pages each: a link is a system call, which releases the GIL.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(lambda half: [_link(f"{old_pages}/{name}", f"{new_pages}/{name}")
-                                    for name in half], (names[0::2], names[1::2])))
-    return Carried(from_run=manifest["run_id"], children=int(kept.sum()))
+
+class Carry:
+    """Carrying the children `taken` from the output `previous` into `version`.
+
+    A partition's carried rows and the carried pages do not depend on what the run builds,
+    so they are carried as soon as the run knows whom it takes, on threads of their own,
+    while the run validates and shapes the children it builds (work that mostly holds the
+    interpreter lock, where reading and writing Parquet and linking files do not). The
+    run's tables, which hold both, are merged in `finish`, once the run has written its.
+
+    A partition of the version holds the rows the run built (`sinks.BUILT`) beside the
+    rows carried, in files of their own (`carried-<n>.parquet`): a partition that lost no
+    child is linked file by file; one that did is read, filtered and written again as one
+    file, as is one that has gathered `MAX_FILES` files. Use as a context manager: leaving
+    it waits for the threads, so nothing writes into the version after a failed run.
+    """
+
+    def __init__(self, previous: Path, version: Path, taken: Taken, shards: int,
+                 rules_hash: str) -> None:
+        self.previous, self.version, self.taken = previous, version, taken
+        self.from_run = check_compatible(previous, shards, rules_hash)["run_id"]
+        before = pd.read_parquet(previous / "children.parquet", columns=["child_id", "page_id"])
+        before = before.assign(child_id=before["child_id"].astype("str"))
+        kept = taken.rows(before["child_id"])
+        self.children = int(kept.sum())
+        # Shards that lose a child of the published output.
+        losing = set(shard_of(before["child_id"][~kept], shards))
+        self._seconds = {"carry_partitions": 0.0, "carry_pages": 0.0}
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="carry")
+        self._jobs = [self._pool.submit(self._timed, "carry_partitions", _carry_partition,
+                                        previous / dataset / f"shard={number}",
+                                        version / dataset / f"shard={number}", taken,
+                                        number in losing)
+                      for dataset in DATASETS for number in range(shards)]
+        pages = version / SITE / CHILDREN
+        pages.mkdir(parents=True, exist_ok=True)
+        names = [f"{page_id}.html" for page_id in before["page_id"][kept]]
+        # One thread: links into one folder wait on the folder's lock, and a second thread
+        # measured slower, not faster, beside the run's own work.
+        self._jobs.append(self._pool.submit(self._timed, "carry_pages", _link_all,
+                                            previous / SITE / CHILDREN, pages, names))
+
+    def _timed(self, name: str, work: Callable, *args) -> None:
+        clock = time.perf_counter()
+        work(*args)
+        self._seconds[name] += time.perf_counter() - clock  # one += at a time: the GIL
+
+    def __enter__(self) -> Carry:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def finish(self) -> Carried:
+        """Wait for the partitions and pages, then merge the run's tables with the rows
+        taken from the published output's."""
+        for job in self._jobs:
+            job.result()
+        _refuse_moved_records(self.previous, self.version, self.taken)
+        _settle_partitions(self.version)
+        for name in sinks.ROW_ORDER:
+            _merge_table(self.previous, self.version, name, self.taken)
+        return Carried(from_run=self.from_run, children=self.children,
+                       seconds=dict(self._seconds))
 
 
 def _refuse_moved_records(previous: Path, version: Path, taken: Taken) -> None:
     """Stop if a record of a child this run built is still on a carried child's page (a
     record moved between children, when two records of a person are merged, say):
     carrying that child over would show it on both pages."""
-    new_ids = pq.read_table(version / "events", columns=["event_id"])["event_id"]
+    built = [pq.read_table(path, columns=["event_id"])
+             for path in (version / "events").glob(f"shard=*/{sinks.BUILT}")]
+    new_ids = pa.concat_tables(built, promote_options="permissive")["event_id"] if built else []
     if not len(new_ids):
         return
     old = pq.read_table(previous / "events", columns=["event_id", "child_id"],
@@ -153,25 +198,57 @@ def _merge_table(previous: Path, version: Path, name: str, taken: Taken) -> None
     sinks.write_ordered(merged, version, name)
 
 
-def _merge_partition(old: Path, new: Path, taken: Taken) -> None:
-    old_rows = pq.read_table(old)
-    kept = old_rows.filter(taken.arrow_rows(old_rows["child_id"]))
-    new_rows = pq.read_table(new)
+def _carry_partition(old: Path, new: Path, taken: Taken, losing: bool) -> None:
+    """The rows of one partition of the published output that `taken` says, into the
+    same partition of the version, beside the rows the run built there."""
+    files = sorted(path for path in old.glob("*.parquet") if pq.read_metadata(path).num_rows)
+    new.mkdir(parents=True, exist_ok=True)
+    if not losing and len(files) < MAX_FILES:
+        for number, path in enumerate(files):
+            _link(path, new / f"{CARRIED}{number}.parquet")
+        return
     try:
-        merged = pa.concat_tables([kept, new_rows.cast(kept.schema)])
-    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as error:
-        raise CarryError(f"{new.parent.name} of the current output has columns this version "
-                         f"of chronology does not write ({error}): rebuild every child"
-                         ) from None
-    shutil.rmtree(new)
-    new.mkdir(parents=True)
-    pq.write_table(merged, new / "part-0.parquet")
+        rows = pa.concat_tables([pq.read_table(path) for path in files]) if files else None
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise CarryError(f"{old} of the current output holds files with other columns "
+                         f"({error}): rebuild every child") from None
+    if rows is None:
+        return
+    kept = rows.filter(taken.arrow_rows(rows["child_id"])) if losing else rows
+    if kept.num_rows:
+        # Statistics of the child id only: what readers filter on (a fifth of the time).
+        pq.write_table(kept, new / f"{CARRIED}0.parquet", write_statistics=["child_id"])
 
 
-def _link_tree(old: Path, new: Path) -> None:
-    new.mkdir(parents=True)
-    for path in old.iterdir():
-        _link(path, new / path.name)
+def _settle_partitions(version: Path) -> None:
+    """Make each partition's built rows read as one dataset with the rows carried beside
+    them: an empty file of built rows goes, and built rows whose columns differ in type
+    (a column all missing in this run's rows, say) are cast to the carried rows' types."""
+    for dataset in DATASETS:
+        for built in (version / dataset).glob(f"shard=*/{sinks.BUILT}"):
+            carried = sorted(built.parent.glob(f"{CARRIED}*.parquet"))
+            if not carried:
+                continue
+            rows = pq.read_table(built)
+            if not rows.num_rows:
+                built.unlink()
+                continue
+            schema = pq.read_schema(carried[0])
+            if rows.schema.equals(schema, check_metadata=False):
+                continue
+            try:
+                rows = rows.select(schema.names).cast(schema)
+            except (KeyError, pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as error:
+                raise CarryError(f"{dataset} of the current output has columns this version "
+                                 f"of chronology does not write ({error}): rebuild every "
+                                 "child") from None
+            pq.write_table(rows, built)
+
+
+def _link_all(old: Path, new: Path, names: list[str]) -> None:
+    """Link the files `names` of folder `old` into folder `new`."""
+    for name in names:
+        _link(old / name, new / name)
 
 
 def _link(old: Path | str, new: Path | str) -> None:

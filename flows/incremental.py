@@ -147,7 +147,7 @@ def stamps(facts: pd.DataFrame, reused: frozenset[str], freshness: pd.DataFrame,
     their chronology in `freshness`, or earlier when a record dated ahead comes due) and
     the entries their page marks new. The rows that name no child are one more row,
     with no child id."""
-    read = facts[~facts.index.isin(list(reused))]
+    read = facts[~Taken(taken=reused).rows(facts.index.to_series())]
     built = freshness.set_index(freshness["child_id"].astype("str"))
     stale = built["stale_on"].reindex(read.index).to_numpy(dtype="datetime64[ns]")
     due = read["next_record"].to_numpy(dtype="datetime64[ns]")

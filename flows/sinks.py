@@ -12,7 +12,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from transforms.shards import shard_of
+
 CURRENT = "current"
+BUILT = "part-0.parquet"  # in each partition of a dataset, the rows the run built
 VERSIONS = "versions"
 # The run's tables, each with the order of its rows.
 ROW_ORDER = {
@@ -48,10 +51,24 @@ def write_ordered(frame: pd.DataFrame, version: Path, name: str) -> None:
 
 
 def write_partition(frame: pd.DataFrame, dataset: Path, shard: int) -> Path:
-    """One shard's rows as `<dataset>/shard=<n>/part-0.parquet` (hive-style partitions)."""
-    path = dataset / f"shard={shard}" / "part-0.parquet"
+    """The rows a run built of one shard, as `<dataset>/shard=<n>/part-0.parquet`
+    (hive-style partitions; rows carried over from the published output lie beside them,
+    `flows/carry.py`)."""
+    path = dataset / f"shard={shard}" / BUILT
     write_table(frame, path)
     return path
+
+
+def write_partitions(frame: pd.DataFrame, dataset: Path, unit: tuple[int, ...],
+                     shards: int) -> None:
+    """The rows a run built of a unit of shards, each shard's in its partition (every
+    shard of the unit gets one, empty or not)."""
+    if len(unit) == 1:
+        write_partition(frame, dataset, unit[0])
+        return
+    of = shard_of(frame["child_id"], shards)
+    for number in unit:
+        write_partition(frame[of == number], dataset, number)
 
 
 def read_partition(dataset: Path, shard: int, columns: list[str] | None = None,
@@ -84,10 +101,10 @@ def make_current(out: Path, run_id: str) -> None:
     os.replace(link, out / CURRENT)
 
 
-def previous_first_seen(out: Path, shard: int, shards: int, children: list[str]
+def previous_first_seen(out: Path, unit: tuple[int, ...], shards: int, children: list[str]
                         ) -> pd.Series | None:
-    """`first_seen_run` by entry id from the current output, for the entries of one
-    shard's `children`.
+    """`first_seen_run` by entry id from the current output, for the entries of one unit
+    of shards' `children`.
 
     Entries keep the run that first showed them, so a page can mark what is new. When the
     current output was cut into a different number of shards, all its entries are read.
@@ -97,11 +114,13 @@ def previous_first_seen(out: Path, shard: int, shards: int, children: list[str]
     if not manifest.exists() or not (current / "chronology").exists():
         return None
     same_cut = json.loads(manifest.read_text(encoding="utf-8")).get("shards") == shards
-    path = current / "chronology" / f"shard={shard}" if same_cut else current / "chronology"
-    if not path.exists():
+    paths = [current / "chronology" / f"shard={number}" for number in unit] if same_cut \
+        else [current / "chronology"]
+    tables = [pq.read_table(path, columns=["entry_id", "first_seen_run"],
+                            filters=_of(children)) for path in paths if path.exists()]
+    if not tables:
         return None
-    table = pq.read_table(path, columns=["entry_id", "first_seen_run"],
-                          filters=_of(children))
-    frame = table.to_pandas(types_mapper=pd.ArrowDtype).drop_duplicates("entry_id")
+    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas(
+        types_mapper=pd.ArrowDtype).drop_duplicates("entry_id")
     return pd.Series(frame["first_seen_run"].astype("str").to_numpy(),
                      index=frame["entry_id"].astype("str").to_numpy(), dtype="str")

@@ -94,7 +94,9 @@ def render_site(version: Path, shards: int, workers: int, rules: Rules, run: Run
         peak = max((mb for _, mb in done if mb is not None), default=None)
     else:
         processes, peak = 0, None
-        sizes = [render_shard(*job) for job in jobs]
+        # In this process the children and periods tables are read once, not per shard.
+        periods = pd.read_parquet(version / "periods.parquet")
+        sizes = [render_shard(*job, tables=(children, periods)) for job in jobs]
     (version / SITE / "index.html").write_text(index_page(children, _templates(), run),
                                                 encoding="utf-8")
     page_bytes = np.concatenate(sizes) if sizes else np.array([], dtype=np.int64)
@@ -104,10 +106,13 @@ def render_site(version: Path, shards: int, workers: int, rules: Rules, run: Run
 
 
 def render_shard(version: Path, number: int, shards: int, rules: Rules, run: RunInfo,
-                 only: frozenset[str] | None = None) -> np.ndarray:
+                 only: frozenset[str] | None = None,
+                 tables: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> np.ndarray:
     """Write the pages of one shard's children (those in `only`, if given); the size of
-    each page in bytes."""
-    children = pd.read_parquet(version / "children.parquet")
+    each page in bytes. `tables` are the version's children and periods, when read
+    already."""
+    children, periods = tables if tables is not None else (
+        pd.read_parquet(version / "children.parquet"), None)
     in_shard = shard_of(children["child_id"], shards) == number
     if only is not None:
         in_shard &= children["child_id"].isin(only).to_numpy(dtype=bool)
@@ -115,7 +120,8 @@ def render_shard(version: Path, number: int, shards: int, rules: Rules, run: Run
     if children.empty:  # nothing to remake here: the shard's data need not be read
         return np.array([], dtype=np.int64)
     wanted = set(children["child_id"])
-    periods = pd.read_parquet(version / "periods.parquet")
+    if periods is None:
+        periods = pd.read_parquet(version / "periods.parquet")
     periods = periods[periods["child_id"].isin(wanted).to_numpy(dtype=bool)]
     # Every shard writes its partitions, empty or not (`flows.steps`). When the shard
     # also holds children whose pages are not remade, only the others' rows are read.

@@ -189,7 +189,13 @@ def _read(url: URL, sql: str) -> pa.Table:
         result = _read_sqlalchemy(url, sql)
     if TYPING_ROW in result.column_names:
         marker = result.column(TYPING_ROW)
-        result = result.filter(pc.is_null(marker)).drop_columns([TYPING_ROW])
+        if marker.null_count == len(marker) - 1 and marker[0].is_valid:
+            # SQLite returns the typing row first: a slice drops it without copying the
+            # table, where a filter copies every column (a third of a large read).
+            result = result.slice(1)
+        else:
+            result = result.filter(pc.is_null(marker))
+        result = result.drop_columns([TYPING_ROW])
     return result
 
 

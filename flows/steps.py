@@ -1,4 +1,5 @@
-"""The units of work the flow runs many of: validate one table, stage and write one shard.
+"""The units of work the flow runs many of: validate one table, stage and write one unit
+of shards (`transforms.shards.work_units`).
 
 Pure transforms do the work; this module only wires them to the GX runner. Raw tables
 are validated whole, one GX run per table: a GX run costs ~40 ms per expectation
@@ -49,7 +50,7 @@ class TableOutcome:
 
 @dataclass
 class ShardOutcome:
-    shard: int
+    shards: tuple[int, ...]  # the unit of shards built
     people: pd.DataFrame
     rejects: pd.DataFrame
     rows_staged: dict[str, int]
@@ -97,9 +98,10 @@ def validate_table(name: str, frame: pd.DataFrame, births: pd.DataFrame,
                  "split": time.perf_counter() - clock - conform_s - validate_s})
 
 
-def stage_shard(number: int, kept: dict[str, pd.DataFrame], as_of: pd.Timestamp,
-                runner: SuiteRunner) -> tuple[pd.DataFrame, ShardOutcome]:
-    """Events and people of one shard's validated tables, checked by the events suite."""
+def stage_unit(unit: tuple[int, ...], kept: dict[str, pd.DataFrame], as_of: pd.Timestamp,
+               runner: SuiteRunner) -> tuple[pd.DataFrame, ShardOutcome]:
+    """Events and people of one unit of shards' validated tables, checked by the events
+    suite."""
     clock = time.perf_counter()
     shard = stage.Shard(kept)
     people = stage.people(shard)
@@ -111,25 +113,27 @@ def stage_shard(number: int, kept: dict[str, pd.DataFrame], as_of: pd.Timestamp,
     events, rejects = reject_source_rows(TABLES_BY_NAME, kept, events, failures.rows)
     dropped = rejects.groupby("table").size()
     return events, ShardOutcome(
-        shard=number, people=people, rejects=rejects,
+        shards=unit, people=people, rejects=rejects,
         rows_staged={name: len(frame) - int(dropped.get(name, 0)) for name, frame in kept.items()},
         events_by_table=events["source_table"].value_counts().to_dict(),
-        validation=[{"suite": EVENTS_SUITE, "shard": number, **s} for s in failures.results],
+        validation=[{"suite": EVENTS_SUITE, "shards": list(unit), **s}
+                    for s in failures.results],
         seconds={"stage": stage_s, "validate_events": time.perf_counter() - clock - stage_s})
 
 
-def stage_and_write_shard(number: int, kept: dict[str, pd.DataFrame], as_of: pd.Timestamp,
-                          runner: SuiteRunner, version: Path, rules: Rules, run_id: str,
-                          first_seen: pd.Series | None = None) -> ShardOutcome:
-    """Stage, validate and write one shard's events, then score and shape them into its
-    chronology, check that and write it.
+def stage_and_write_unit(unit: tuple[int, ...], kept: dict[str, pd.DataFrame],
+                         as_of: pd.Timestamp, runner: SuiteRunner, version: Path, rules: Rules,
+                         run_id: str, shards: int, first_seen: pd.Series | None = None
+                         ) -> ShardOutcome:
+    """Stage, validate and write one unit of shards' events, then score and shape them
+    into its chronology, check that and write it, each shard's rows in its partition.
 
     Only counts and the small per-child tables come back: the shard's events and entries
     are on disk and need not stay in memory.
     """
-    events, outcome = stage_shard(number, kept, as_of, runner)
+    events, outcome = stage_unit(unit, kept, as_of, runner)
     clock = time.perf_counter()
-    sinks.write_partition(events, version / "events", number)
+    sinks.write_partitions(events, version / "events", unit, shards)
     outcome.seconds["write_events"] = time.perf_counter() - clock
 
     shaped = score_and_shape(events, outcome.people, rules, as_of, run_id, first_seen)
@@ -144,16 +148,16 @@ def stage_and_write_shard(number: int, kept: dict[str, pd.DataFrame], as_of: pd.
     clock = time.perf_counter()
     entries = shaped.entries
     failures = runner.run(CHRONOLOGY_SUITE, suite_frame(entries, rules))
-    outcome.validation += [{"suite": CHRONOLOGY_SUITE, "shard": number, **s}
+    outcome.validation += [{"suite": CHRONOLOGY_SUITE, "shards": list(unit), **s}
                            for s in failures.results]
     if not failures.rows.empty:
         first = failures.rows.iloc[0]
-        raise ChronologyFault(f"shard {number}: {len(failures.rows)} chronology entries break "
-                              f"the suite, first {first['rule']}: {first['reason']}")
+        raise ChronologyFault(f"shards {list(unit)}: {len(failures.rows)} chronology entries "
+                              f"break the suite, first {first['rule']}: {first['reason']}")
     outcome.entries = _entry_counts(entries)
     outcome.seconds["validate_chronology"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    sinks.write_partition(entries, version / "chronology", number)
+    sinks.write_partitions(entries, version / "chronology", unit, shards)
     outcome.seconds["write_chronology"] = time.perf_counter() - clock
     return outcome
 

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import conformed
-from transforms.shards import by_shard, shard_of, split_table
+from transforms.shards import by_unit, shard_of, split_table, work_units
 from transforms.ssd import TABLES_BY_NAME
 
 
@@ -34,8 +34,8 @@ def test_split_keeps_each_childs_rows_together():
         "ssd_contacts": [{"cont_contact_id": f"C{i}", "cont_person_id": f"P{i % 6}",
                           "cont_contact_date": "2015-01-01"} for i in range(30)],
     })
-    parts = by_shard({name: split_table(frame, TABLES_BY_NAME[name].child_column, 4)
-                      for name, frame in frames.items()})
+    parts = by_unit({name: split_table(frame, TABLES_BY_NAME[name].child_column, 4)
+                     for name, frame in frames.items()}, work_units(4, 100_000))
     seen: dict[str, int] = {}
     for number, part in enumerate(parts):
         assert set(part) == {"ssd_person", "ssd_contacts"}
@@ -43,3 +43,23 @@ def test_split_keeps_each_childs_rows_together():
                 part["ssd_contacts"]["cont_person_id"]):
             assert seen.setdefault(child, number) == number
     assert sum(len(p["ssd_contacts"]) for p in parts) == 30
+
+
+def test_a_small_run_builds_its_shards_in_one_unit_and_a_large_one_a_shard_a_unit():
+    assert work_units(8, 980) == [tuple(range(8))]
+    assert work_units(8, 20_000) == [(0, 2, 4, 6), (1, 3, 5, 7)]
+    assert work_units(8, 100_000) == [(n,) for n in range(8)]
+    assert work_units(3, 0) == [(0, 1, 2)]
+
+
+def test_a_unit_holds_its_shards_rows_and_no_others():
+    frames = conformed({
+        "ssd_person": [{"pers_person_id": f"P{i}", "pers_dob": "2010-01-01"} for i in range(40)],
+    })
+    parts = {"ssd_person": split_table(frames["ssd_person"], "pers_person_id", 4)}
+    (first, second), = [by_unit(parts, [(0, 2), (1, 3)])]
+    in_first = set(first["ssd_person"]["pers_person_id"])
+    assert in_first == set(parts["ssd_person"][0]["pers_person_id"]) | set(
+        parts["ssd_person"][2]["pers_person_id"])
+    assert not in_first & set(second["ssd_person"]["pers_person_id"])
+    assert len(first["ssd_person"]) + len(second["ssd_person"]) == 40

@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from expectations import load_suite
 from expectations.generate import raw_suite, render
 from flows import validation
-from flows.steps import stage_shard, validate_table
+from flows.steps import stage_unit, validate_table
 from flows.validation import ExpectationError, SuiteRunner
 from tests.conftest import raw_frame
 from transforms.prepare import known_ids, prepare
-from transforms.shards import by_shard
+from transforms.shards import by_unit
 from transforms.ssd import TABLES
 
 AS_OF = pd.Timestamp("2026-03-31 23:59:59")
@@ -84,8 +84,10 @@ def _run(tables: dict[str, list[dict]], runner: SuiteRunner, shards: int = 2,
     validated = [validate_table(name, frame, prepared.births, prepared.known, AS_OF, runner,
                                 shards) for name, frame in prepared.frames.items()]
     checked = [outcome for _, outcome in validated]
-    parts = by_shard({outcome.name: shard_parts for shard_parts, outcome in validated})
-    staged = [stage_shard(n, part, AS_OF, runner) for n, part in enumerate(parts)]
+    units = [(number,) for number in range(shards)]
+    parts = by_unit({outcome.name: shard_parts for shard_parts, outcome in validated}, units)
+    staged = [stage_unit(unit, part, AS_OF, runner)
+              for unit, part in zip(units, parts, strict=True)]
     outcomes = [outcome for _, outcome in staged]
     rejects = pd.concat([prepared.rejects, *(t.rejects for t in checked),
                          *(o.rejects for o in outcomes)], ignore_index=True)

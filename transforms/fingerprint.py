@@ -171,7 +171,8 @@ def row_hashes(columns: Iterable[tuple[str, np.ndarray]], rows: int) -> np.ndarr
 class ChildRows:
     """What one source table says about each of its rows' children."""
 
-    child: pa.Array           # the child of each row (null: the row names none)
+    children: pa.Array        # the children of the table's rows (`UNNAMED` for none)...
+    codes: np.ndarray         # ...and the position in `children` of each row's
     hashes: np.ndarray        # each row's hash, facts included, salted by table
     shared_keys: pa.Array     # children holding a key another child's row holds too
 
@@ -181,11 +182,19 @@ def table_rows(table: SourceTable, raw: pa.Table, child: pa.Array,
                references: list[tuple[str, str, str]]) -> ChildRows:
     """Hash each row of one raw table, with the whole-source facts that decide its fate:
     whether its key is held by another row, and whether each id it points at exists."""
-    columns = [(name, column_hashes(raw[name], distinct=name == table.key))
-               for name in raw.column_names]
     # The build judges keys and references trimmed, blank being none: so do the facts.
     key = trimmed(raw[table.key])
-    repeated, shared = _repeated_keys(key, column_hashes(key, distinct=True), child)
+    key_hashes = column_hashes(key, distinct=True)
+    encoded = pc.dictionary_encode(pc.fill_null(child, UNNAMED))
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    # The key and person columns hold one value a row: their trimmed values are hashed
+    # already, and nearly every raw value is its trimmed value.
+    hashed = {table.key: (key, key_hashes)}
+    if table.person in raw.column_names:
+        hashed[table.person] = (child, column_hashes(encoded.dictionary, distinct=True)[codes])
+    columns = [(name, _raw_hashes(raw[name], *hashed[name]) if name in hashed
+                else column_hashes(raw[name])) for name in raw.column_names]
+    repeated, shared = _repeated_keys(key, key_hashes, child)
     columns.append(("_key_repeated", repeated.astype(np.uint64)))
     for column, target, target_key in references:
         # A row's own person (or owner) id is its child, trimmed already.
@@ -196,7 +205,35 @@ def table_rows(table: SourceTable, raw: pa.Table, child: pa.Array,
     hashes = row_hashes(columns, raw.num_rows)
     with np.errstate(over="ignore"):
         hashes = _mix(hashes + salt(table.name))
-    return ChildRows(child=child, hashes=hashes, shared_keys=shared)
+    return ChildRows(children=encoded.dictionary, codes=codes, hashes=hashes,
+                     shared_keys=shared)
+
+
+def _raw_hashes(raw: pa.ChunkedArray | pa.Array, trimmed_values: pa.Array,
+                trimmed_hashes: np.ndarray) -> np.ndarray:
+    """`column_hashes(raw, distinct=True)`, taken from the hashes of its trimmed values
+    where trimming changed nothing, and hashed afresh only where it did."""
+    if not _is_text(raw.type):
+        return column_hashes(raw, distinct=True)
+    raw = raw.combine_chunks() if isinstance(raw, pa.ChunkedArray) else raw
+    differ = ~pc.fill_null(pc.equal(raw, trimmed_values), False).to_numpy(
+        zero_copy_only=False)
+    if not differ.any():
+        return trimmed_hashes
+    hashes = trimmed_hashes.copy()
+    hashes[differ] = column_hashes(raw.filter(pa.array(differ)), distinct=True)
+    return hashes
+
+
+def _sums(codes: np.ndarray, values: np.ndarray, groups: int) -> np.ndarray:
+    """The sum modulo 2^64 of `values` by group `codes`. `np.add.at` is slow, and
+    `np.bincount` adds floats, exact below 2^53: so it adds 16-bit slices of the values
+    (exact up to 2^37 rows), and the slices are put back together."""
+    total = np.zeros(groups, dtype=np.uint64)
+    for shift in (np.uint64(0), np.uint64(16), np.uint64(32), np.uint64(48)):
+        part = ((values >> shift) & np.uint64(0xFFFF)).astype(np.float64)
+        total += np.bincount(codes, weights=part, minlength=groups).astype(np.uint64) << shift
+    return total
 
 
 def trimmed(values: pa.ChunkedArray | pa.Array) -> pa.Array:
@@ -221,11 +258,12 @@ def _repeated_keys(key: pa.Array, key_hashes: np.ndarray, child: pa.Array
         return candidate, pa.array([], pa.string())
     rows = pd.DataFrame({"key": key.filter(pa.array(candidate)).to_pandas().astype("str"),
                          "child": child.filter(pa.array(candidate)).to_pandas()})
-    held = rows.groupby("key")["child"].agg(["size", lambda c: c.nunique(dropna=False)])
-    held.columns = ["rows", "children"]
+    held_by_rows = rows.groupby("key").size()
+    # Distinct children (a missing child counting as one) by key.
+    held_by_children = rows.drop_duplicates(["key", "child"]).groupby("key").size()
     repeated = candidate.copy()
-    repeated[candidate] = rows["key"].map(held["rows"]).to_numpy() > 1
-    linked = rows.loc[rows["key"].map(held["children"]).to_numpy() > 1, "child"
+    repeated[candidate] = rows["key"].map(held_by_rows).to_numpy() > 1
+    linked = rows.loc[rows["key"].map(held_by_children).to_numpy() > 1, "child"
                       ].fillna(UNNAMED)
     return repeated, pa.array(linked.unique(), pa.string())
 
@@ -237,13 +275,10 @@ def child_fingerprints(parts: Iterable[ChildRows]) -> pd.DataFrame:
     sums: list[pd.Series] = []
     shared: set[str] = set()
     for part in parts:
-        if not len(part.child):
+        if not len(part.codes):
             continue
-        encoded = pc.dictionary_encode(pc.fill_null(part.child, UNNAMED))
-        codes = encoded.indices.to_numpy(zero_copy_only=False)
-        total = np.zeros(len(encoded.dictionary), dtype=np.uint64)
-        np.add.at(total, codes, part.hashes)
-        sums.append(pd.Series(total, index=encoded.dictionary.to_pandas()))
+        sums.append(pd.Series(_sums(part.codes, part.hashes, len(part.children)),
+                              index=part.children.to_pandas()))
         shared.update(part.shared_keys.to_pylist())
     if not sums:
         return pd.DataFrame({"fingerprint": pd.Series(dtype="int64"),
@@ -251,8 +286,7 @@ def child_fingerprints(parts: Iterable[ChildRows]) -> pd.DataFrame:
                             index=pd.Index([], dtype="str", name="child_id"))
     every = pd.concat(sums)
     ids = pd.Index(every.index.unique(), dtype="str", name="child_id")
-    total = np.zeros(len(ids), dtype=np.uint64)
-    np.add.at(total, ids.get_indexer(every.index), every.to_numpy(dtype=np.uint64))
+    total = _sums(ids.get_indexer(every.index), every.to_numpy(dtype=np.uint64), len(ids))
     return pd.DataFrame({"fingerprint": total.view(np.int64),
                          "shares_keys": ids.isin(list(shared))}, index=ids)
 

@@ -36,7 +36,25 @@ def split_table(frame: pd.DataFrame, child_column: str, shards: int,
     return [ordered.iloc[bounds[n]:bounds[n + 1]] for n in range(shards)]
 
 
-def by_shard(parts: dict[str, list[pd.DataFrame]]) -> list[dict[str, pd.DataFrame]]:
-    """Regroup each table's shard parts into one dict of tables per shard."""
-    shards = len(next(iter(parts.values()), []))
-    return [{name: tables[number] for name, tables in parts.items()} for number in range(shards)]
+# A unit of work (staging, scoring, shaping and two GX suites) costs about a second
+# however few children it holds, and memory in proportion to how many: a run that builds
+# few children builds them in fewer units than shards, of at most about this many.
+CHILDREN_PER_UNIT = 10_000
+
+
+def work_units(shards: int, children: int) -> list[tuple[int, ...]]:
+    """The shards grouped into the units of work of a run that builds `children`
+    children: one shard a unit for a large run, every shard in one for a small one."""
+    units = max(1, min(shards, -(-children // CHILDREN_PER_UNIT)))
+    return [tuple(range(first, shards, units)) for first in range(units)]
+
+
+def by_unit(parts: dict[str, list[pd.DataFrame]], units: list[tuple[int, ...]]
+            ) -> list[dict[str, pd.DataFrame]]:
+    """Regroup each table's shard parts into one dict of tables per unit of shards."""
+    def joined(tables: list[pd.DataFrame], unit: tuple[int, ...]) -> pd.DataFrame:
+        if len(unit) == 1:
+            return tables[unit[0]]
+        return pd.concat([tables[number] for number in unit])  # row labels stay unique
+
+    return [{name: joined(tables, unit) for name, tables in parts.items()} for unit in units]
