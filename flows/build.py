@@ -96,6 +96,13 @@ def plan_incremental(out: Path, facts: SourceFacts, as_of: pd.Timestamp, rules_h
 
 
 @task(cache_policy=NO_CACHE)
+def rows_to_build(raw: dict[str, pa.Table], facts: SourceFacts, reuse: Reuse, workers: int
+                  ) -> dict[str, pa.Table]:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return without_children(raw, facts.children_of_rows, reuse.children, pool.map)
+
+
+@task(cache_policy=NO_CACHE)
 def prepare_tables(raw: dict[str, pa.Table], known: dict, workers: int) -> Prepared:
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return prepare({name: table.to_pandas(date_as_object=False)
@@ -217,7 +224,7 @@ def build_chronologies(
         if children is None:
             reuse = plan_incremental(Path(out), facts, data_as_of, ruleset.digest, code,
                                      shards, full)
-            raw = without_children(raw, facts.children_of_rows, reuse.children)
+            raw = rows_to_build(raw, facts, reuse, workers)
         carrying = None
         if reuse.children:
             # The children taken are carried over while the others are built.

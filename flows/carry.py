@@ -192,6 +192,10 @@ def _merge_table(previous: Path, version: Path, name: str, taken: Taken) -> None
         read_again = pd.MultiIndex.from_frame(old[["table", "record_id"]].astype("str")
                                               ).isin(again)
         keep = keep & ~(unnamed & read_again)
+    if not len(new) and keep.all():  # the published table is the whole of this one
+        (version / name).unlink()
+        _link(previous / name, version / name)
+        return
     kept = old[keep]
     merged = pd.concat([frame for frame in (kept, new) if len(frame)] or [new],
                        ignore_index=True)
@@ -207,17 +211,63 @@ def _carry_partition(old: Path, new: Path, taken: Taken, losing: bool) -> None:
         for number, path in enumerate(files):
             _link(path, new / f"{CARRIED}{number}.parquet")
         return
+    if not files:
+        return
+    written_as = pq.read_metadata(files[0]).metadata or {}
+    # Columns of few distinct values are read as the dictionaries they are stored as,
+    # and written back so: filtering and writing them then moves their codes, not a copy
+    # of every value (which was most of the time a partition took to carry). Read back,
+    # the file gives the types it was written with (`_write_as`).
+    encoded = _small_dictionaries(files) if b"ARROW:schema" in written_as else []
     try:
-        rows = pa.concat_tables([pq.read_table(path) for path in files]) if files else None
+        rows = pa.concat_tables([pq.read_table(path, read_dictionary=encoded)
+                                 for path in files])
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
         raise CarryError(f"{old} of the current output holds files with other columns "
                          f"({error}): rebuild every child") from None
-    if rows is None:
-        return
     kept = rows.filter(taken.arrow_rows(rows["child_id"])) if losing else rows
     if kept.num_rows:
-        # Statistics of the child id only: what readers filter on (a fifth of the time).
-        pq.write_table(kept, new / f"{CARRIED}0.parquet", write_statistics=["child_id"])
+        _write_as(kept, new / f"{CARRIED}0.parquet", written_as if encoded else None)
+
+
+# A column whose dictionary page is at most this size (compressed) in every row group
+# has few distinct values; a larger one may have outgrown its dictionary, and reading it
+# as one would hash every value again.
+SMALL_DICTIONARY_BYTES = 64 * 1024
+
+
+def _small_dictionaries(files: list[Path]) -> list[str]:
+    """The text columns stored with a small dictionary in every row group of `files`
+    (the child id aside: rows are taken by it)."""
+    found: set[str] | None = None
+    for path in files:
+        meta = pq.read_metadata(path)
+        sizes: dict[str, list[int | None]] = {}
+        for group in range(meta.num_row_groups):
+            for position in range(meta.num_columns):
+                chunk = meta.row_group(group).column(position)
+                sizes.setdefault(chunk.path_in_schema, []).append(
+                    chunk.data_page_offset - chunk.dictionary_page_offset
+                    if chunk.has_dictionary_page else None)
+        small = {field.name for field in meta.schema.to_arrow_schema()
+                 if (pa.types.is_string(field.type) or pa.types.is_large_string(field.type))
+                 and all(size is not None and size <= SMALL_DICTIONARY_BYTES
+                         for size in sizes.get(field.name, [None]))}
+        found = small if found is None else found & small
+    return sorted((found or set()) - {"child_id"})
+
+
+def _write_as(rows: pa.Table, path: Path, written_as: dict | None) -> None:
+    """Write `rows`; those read with dictionaries carry the metadata of the file they
+    came from (its Arrow schema, and pandas' own), so that they read back as that file
+    did, not as dictionaries. Statistics of the child id only: what readers filter on."""
+    if written_as is None:
+        pq.write_table(rows, path, write_statistics=["child_id"])
+        return
+    with pq.ParquetWriter(path, rows.schema, store_schema=False,
+                          write_statistics=["child_id"]) as writer:
+        writer.write_table(rows)
+        writer.add_key_value_metadata(written_as)
 
 
 def _settle_partitions(version: Path) -> None:

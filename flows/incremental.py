@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,14 +130,16 @@ def plan_reuse(out: Path, facts: pd.DataFrame, as_of: pd.Timestamp, rules_hash: 
 
 
 def without_children(raw: dict[str, pa.Table], children_of_rows: dict[str, pa.Array],
-                     reused: frozenset[str]) -> dict[str, pa.Table]:
+                     reused: frozenset[str], map_tables: Callable = map
+                     ) -> dict[str, pa.Table]:
     """The source rows that are not of a reused child (`UNNAMED`: the rows that name
-    none)."""
+    none); `map_tables` runs the tables side by side."""
     if not reused:
         return raw
     taken = Taken(taken=reused)
-    return {name: table.filter(pc.invert(taken.arrow_rows(children_of_rows[name])))
-            for name, table in raw.items()}
+    return dict(zip(raw, map_tables(
+        lambda name: raw[name].filter(pc.invert(taken.arrow_rows(children_of_rows[name]))),
+        raw), strict=True))
 
 
 def stamps(facts: pd.DataFrame, reused: frozenset[str], freshness: pd.DataFrame,

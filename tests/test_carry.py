@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow.parquet as pq
+import pytest
 
 from flows import sinks
-from flows.carry import Taken, _merge_table
+from flows.carry import Taken, _carry_partition, _merge_table, _small_dictionaries
 from transforms.fingerprint import UNNAMED
 
 
@@ -41,3 +43,46 @@ def test_a_run_that_took_children_keeps_just_theirs(tmp_path):
     assert merged == {(None, 1, "A"), (None, 10, "B"), ("N9", 20, None)}
     merged = _merged(tmp_path, OLD, NEW.iloc[:1], Taken(taken=frozenset({"A", UNNAMED})))
     assert merged == {(None, 1, "A"), ("N9", 2, None), (None, 10, "B")}
+
+
+def _partition_frame(children: list[str], lists: bool = True) -> pd.DataFrame:
+    frame = pd.DataFrame({
+        "child_id": [child for child in children for _ in range(3)],
+        "event_id": [f"{child}-{n}" for child in children for n in range(3)],
+        "event_type": ["contact", "referral", None] * len(children),
+        "age_days": pd.array([1, None, 3] * len(children), dtype="Int64"),
+        "seen": pd.array([True, False, None] * len(children), dtype="boolean"),
+        "reasons": [["a"], [], ["b", "c"]] * len(children),
+    })
+    # With a list column, as the chronology, the file keeps no pandas metadata.
+    return frame if lists else frame.drop(columns="reasons")
+
+
+@pytest.mark.parametrize("lists", [True, False])
+def test_a_carried_partition_reads_back_as_the_published_one_did(tmp_path, lists):
+    """Rows carried through dictionaries read back with the published file's types,
+    in Arrow and in pandas, and only the children taken are there."""
+    old, new = tmp_path / "old" / "shard=0", tmp_path / "new" / "shard=0"
+    children = [f"C{n}" for n in range(50)]
+    sinks.write_partition(_partition_frame(children[:30], lists), tmp_path / "old", 0)
+    (old / sinks.BUILT).rename(old / "carried-0.parquet")
+    sinks.write_partition(_partition_frame(children[30:], lists), tmp_path / "old", 0)
+    assert _small_dictionaries(sorted(old.glob("*.parquet"))) == ["event_id", "event_type"]
+    taken = Taken(taken=frozenset(children[::2]))
+    _carry_partition(old, new, taken, losing=True)
+
+    published = pq.read_table(old)
+    expected = published.filter(taken.arrow_rows(published["child_id"]))
+    carried = pq.read_table(new / "carried-0.parquet")
+    assert carried.schema.equals(expected.schema, check_metadata=True)
+    assert carried.equals(expected)
+    assert pd.read_parquet(new / "carried-0.parquet").equals(
+        expected.to_pandas().reset_index(drop=True))
+    assert set(carried["child_id"].to_pylist()) == set(children[::2])
+
+
+def test_a_partition_that_loses_no_child_is_linked_not_written(tmp_path):
+    old, new = tmp_path / "old" / "shard=0", tmp_path / "new" / "shard=0"
+    path = sinks.write_partition(_partition_frame(["A", "B"]), tmp_path / "old", 0)
+    _carry_partition(old, new, Taken(taken=frozenset({"A", "B"})), losing=False)
+    assert (new / "carried-0.parquet").stat().st_ino == path.stat().st_ino

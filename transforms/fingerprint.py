@@ -323,28 +323,25 @@ def dated_from(raw: pa.Table, child: pa.Array, dates: Iterable[str], day: pd.Tim
     return every.groupby(level=0).min().astype("datetime64[ns]")
 
 
-def row_children(raw: dict[str, pa.Table], tables: dict[str, SourceTable]
-                 ) -> dict[str, pa.Array]:
+def row_children(raw: dict[str, pa.Table], tables: dict[str, SourceTable],
+                 map_tables: Callable = map) -> dict[str, pa.Array]:
     """The child of each row of each raw table, as the build will find it: its person id
     (trimmed; blank is none), or for a table whose rows belong to a parent row
     (assessment factors, CLA reviews), the child of that parent, as
     `transforms.conform.resolve_owners` finds it."""
-    found = {}
-    for name, table in raw.items():
-        spec = tables[name]
+    def children_of(name: str) -> pa.Array:
+        table, spec = raw[name], tables[name]
         if spec.owner is None:
-            found[name] = trimmed(table[spec.person])
-            continue
+            return trimmed(table[spec.person])
         parent_spec = tables[spec.owner.table]
         parent = raw.get(spec.owner.table)
         if parent is None:
-            found[name] = pa.nulls(table.num_rows, pa.string())
-            continue
+            return pa.nulls(table.num_rows, pa.string())
         people = owner_people(parent.select([spec.owner.key, parent_spec.person]).to_pandas(),
                               parent_spec, spec.owner.key)
-        found[name] = pa.array(lookup(table[spec.owner.column].to_pandas(), people),
-                               pa.string())
-    return found
+        return pa.array(lookup(table[spec.owner.column].to_pandas(), people), pa.string())
+
+    return dict(zip(raw, map_tables(children_of, raw), strict=True))
 
 
 def fingerprints(raw: dict[str, pa.Table], tables: dict[str, SourceTable],
@@ -374,19 +371,22 @@ class SourceFacts:
 def source_facts(raw: dict[str, pa.Table], tables: dict[str, SourceTable],
                  known: dict[tuple[str, str], pa.Array], as_of: pd.Timestamp,
                  since: pd.Timestamp | None, map_tables: Callable = map) -> SourceFacts:
-    """Each row's child, and each child's fingerprint and dated records, from `raw`."""
-    of_rows = row_children(raw, tables)
+    """Each row's child, and each child's fingerprint and dated records, from `raw`
+    (`map_tables` runs the tables side by side, as in `fingerprints`)."""
+    of_rows = row_children(raw, tables, map_tables)
     facts = fingerprints(raw, tables, of_rows, known, map_tables)
-    tomorrow = as_of.normalize() + pd.Timedelta(days=1)
-    later = [dated_from(raw[name], of_rows[name], tables[name].dates, tomorrow)
-             for name in raw]
+
+    def dated(day: pd.Timestamp) -> list[pd.Series]:
+        return list(map_tables(lambda name: dated_from(raw[name], of_rows[name],
+                                                       tables[name].dates, day), raw))
+
+    later = dated(as_of.normalize() + pd.Timedelta(days=1))
     facts["next_record"] = pd.concat(later).groupby(level=0).min().reindex(facts.index) \
         if any(len(found) for found in later) else pd.NaT
     facts["next_record"] = facts["next_record"].astype("datetime64[ns]")
     if since is None:
         facts["since"] = False
     else:
-        asked = [dated_from(raw[name], of_rows[name], tables[name].dates, since).index
-                 for name in raw]
-        facts["since"] = facts.index.isin(pd.Index([]).append(asked))
+        facts["since"] = facts.index.isin(pd.Index([]).append(
+            [found.index for found in dated(since)]))
     return SourceFacts(of_rows, known, facts)
