@@ -149,6 +149,14 @@ def start_carry(previous: Path, version: Path, taken: Taken, shards: int,
 
 
 @task(cache_policy=NO_CACHE)
+def merge_carried_tables(carry: Carry) -> None:
+    try:
+        carry.merge_tables()
+    except CarryError as error:
+        raise RunFailed(f"{error}; nothing was published.") from None
+
+
+@task(cache_policy=NO_CACHE)
 def finish_carry(carry: Carry) -> Carried:
     try:
         return carry.finish()
@@ -290,13 +298,18 @@ def build_chronologies(
                 (Path(out) / sinks.CURRENT).resolve(), version,
                 Taken(replaced=built | set(children)), shards, ruleset.digest))
         if carrying is not None:
-            carried = finish_carry(carrying)
+            merge_carried_tables(carrying)
             lap("carry")
 
+        # Pages are rendered while the partitions and pages of the children carried over
+        # may still be on their way (their threads use the core rendering leaves idle).
         site = render_pages(version, shards, workers, ruleset, RunInfo(
             run_id=run_id, generated_at=started, as_of=as_of_date, rules_hash=ruleset.digest,
-            marks_new=published), only=built if carried is not None else None)
+            marks_new=published), only=built if carrying is not None else None)
         lap("render")
+        if carrying is not None:
+            carried = finish_carry(carrying)
+            lap("carry_wait")
         for seconds_of in [*(o.seconds for o in [*tables, *shard_outcomes]),
                            carried.seconds if carried else {}]:
             for name, seconds in seconds_of.items():

@@ -97,7 +97,8 @@ class Carry:
     so they are carried as soon as the run knows whom it takes, on threads of their own,
     while the run validates and shapes the children it builds (work that mostly holds the
     interpreter lock, where reading and writing Parquet and linking files do not). The
-    run's tables, which hold both, are merged in `finish`, once the run has written its.
+    run's tables, which hold both, are merged in `merge_tables`, once the run has written
+    its; `finish` waits for the rest.
 
     A partition of the version holds the rows the run built (`sinks.BUILT`) beside the
     rows carried, in files of their own (`carried-<n>.parquet`): a partition that lost no
@@ -142,15 +143,19 @@ class Carry:
     def __exit__(self, *_) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def finish(self) -> Carried:
-        """Wait for the partitions and pages, then merge the run's tables with the rows
-        taken from the published output's."""
-        for job in self._jobs:
-            job.result()
+    def merge_tables(self) -> None:
+        """Merge the run's tables, once written, with the rows taken from the published
+        output's (the pages of the children built are rendered from them while the
+        partitions and pages are still being carried)."""
         _refuse_moved_records(self.previous, self.version, self.taken)
-        _settle_partitions(self.version)
         for name in sinks.ROW_ORDER:
             _merge_table(self.previous, self.version, name, self.taken)
+
+    def finish(self) -> Carried:
+        """Wait for the partitions and pages (after `merge_tables`)."""
+        for job in self._jobs:
+            job.result()
+        _settle_partitions(self.version)
         return Carried(from_run=self.from_run, children=self.children,
                        seconds=dict(self._seconds))
 
@@ -272,22 +277,20 @@ def _write_as(rows: pa.Table, path: Path, written_as: dict | None) -> None:
 
 def _settle_partitions(version: Path) -> None:
     """Make each partition's built rows read as one dataset with the rows carried beside
-    them: an empty file of built rows goes, and built rows whose columns differ in type
-    (a column all missing in this run's rows, say) are cast to the carried rows' types."""
+    them: built rows whose columns differ in type (a column all missing in this run's
+    rows, say, or no rows at all) are cast to the carried rows' types."""
     for dataset in DATASETS:
         for built in (version / dataset).glob(f"shard=*/{sinks.BUILT}"):
             carried = sorted(built.parent.glob(f"{CARRIED}*.parquet"))
             if not carried:
                 continue
             rows = pq.read_table(built)
-            if not rows.num_rows:
-                built.unlink()
-                continue
             schema = pq.read_schema(carried[0])
             if rows.schema.equals(schema, check_metadata=False):
                 continue
             try:
-                rows = rows.select(schema.names).cast(schema)
+                rows = rows.select(schema.names).cast(schema) if rows.num_rows \
+                    else schema.empty_table()
             except (KeyError, pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as error:
                 raise CarryError(f"{dataset} of the current output has columns this version "
                                  f"of chronology does not write ({error}): rebuild every "

@@ -72,11 +72,13 @@ def write_partitions(frame: pd.DataFrame, dataset: Path, unit: tuple[int, ...],
 
 
 def read_partition(dataset: Path, shard: int, columns: list[str] | None = None,
-                   children: list[str] | None = None) -> pd.DataFrame:
+                   children: list[str] | None = None, built: bool = False) -> pd.DataFrame:
     """One shard's rows of a dataset written by `write_partition` (of `children` only, if
-    given). List columns stay Arrow lists: converting them to Python objects costs ten
-    times the read."""
-    table = pq.read_table(dataset / f"shard={shard}", columns=columns,
+    given; only those the run built, beside the rows it carried over, if `built`). List
+    columns stay Arrow lists: converting them to Python objects costs ten times the
+    read."""
+    partition = dataset / f"shard={shard}"
+    table = pq.read_table(partition / BUILT if built else partition, columns=columns,
                           filters=None if children is None else _of(children))
     return table.to_pandas(types_mapper=lambda kind: pd.ArrowDtype(kind)
                            if pa.types.is_list(kind) else None)

@@ -124,10 +124,13 @@ def render_shard(version: Path, number: int, shards: int, rules: Rules, run: Run
         periods = pd.read_parquet(version / "periods.parquet")
     periods = periods[periods["child_id"].isin(wanted).to_numpy(dtype=bool)]
     # Every shard writes its partitions, empty or not (`flows.steps`). When the shard
-    # also holds children whose pages are not remade, only the others' rows are read.
+    # also holds children whose pages are not remade (`only`: those the run built), only
+    # the built rows are read, and of those only the children's.
     some = None if only is None else sorted(wanted)
-    entries = sinks.read_partition(version / "chronology", number, children=some)
-    members = sinks.read_partition(version / "events", number, MEMBER_COLUMNS, some)
+    entries = sinks.read_partition(version / "chronology", number, children=some,
+                                   built=only is not None)
+    members = sinks.read_partition(version / "events", number, MEMBER_COLUMNS, some,
+                                   built=only is not None)
     folder = version / SITE / CHILDREN
     sizes = []
     for page_id, html in child_pages(entries, children, periods, members, rules,
