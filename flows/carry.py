@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -118,38 +119,52 @@ class Carry:
         # Shards that lose a child of the published output.
         losing = set(shard_of(before["child_id"][~kept], shards))
         self._seconds = {"carry_partitions": 0.0, "carry_pages": 0.0}
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="carry")
-        self._jobs = [self._pool.submit(self._timed, "carry_partitions", _carry_partition,
-                                        previous / dataset / f"shard={number}",
-                                        version / dataset / f"shard={number}", taken,
-                                        number in losing)
+        self._stop = threading.Event()
+        partitions = [(previous / dataset / f"shard={number}",
+                       version / dataset / f"shard={number}", number in losing)
                       for dataset in DATASETS for number in range(shards)]
         pages = version / SITE / CHILDREN
         pages.mkdir(parents=True, exist_ok=True)
         names = [f"{page_id}.html" for page_id in before["page_id"][kept]]
-        # One thread: links into one folder wait on the folder's lock, and a second thread
-        # measured slower, not faster, beside the run's own work.
-        self._jobs.append(self._pool.submit(self._timed, "carry_pages", _link_all,
-                                            previous / SITE / CHILDREN, pages, names))
+        # One thread for the partitions and one for the pages (links into one folder wait
+        # on the folder's lock: a second thread measured slower), both behind the run's
+        # own threads.
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="carry",
+                                        initializer=_behind_the_run)
+        self._jobs = [
+            self._pool.submit(self._each, "carry_partitions", partitions,
+                              lambda old, new, losing: _carry_partition(old, new, taken, losing)),
+            self._pool.submit(self._each, "carry_pages", names,
+                              lambda name: _link(previous / SITE / CHILDREN / name,
+                                                 pages / name))]
 
-    def _timed(self, name: str, work: Callable, *args) -> None:
+    def _each(self, kind: str, items: list, work: Callable) -> None:
+        """Do `work` on each of `items` in turn, unless the run is leaving."""
         clock = time.perf_counter()
-        work(*args)
-        self._seconds[name] += time.perf_counter() - clock  # one += at a time: the GIL
+        for item in items:
+            if self._stop.is_set():
+                return
+            work(*item) if isinstance(item, tuple) else work(item)
+        self._seconds[kind] = time.perf_counter() - clock
 
     def __enter__(self) -> Carry:
         return self
 
     def __exit__(self, *_) -> None:
+        self._stop.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def merge_tables(self) -> None:
         """Merge the run's tables, once written, with the rows taken from the published
         output's (the pages of the children built are rendered from them while the
         partitions and pages are still being carried)."""
-        _refuse_moved_records(self.previous, self.version, self.taken)
-        for name in sinks.ROW_ORDER:
-            _merge_table(self.previous, self.version, name, self.taken)
+        with ThreadPoolExecutor(max_workers=1) as beside:
+            # The check reads Parquet (no interpreter lock) while pandas merges.
+            moved = beside.submit(_refuse_moved_records, self.previous, self.version,
+                                  self.taken)
+            for name in sinks.ROW_ORDER:
+                _merge_table(self.previous, self.version, name, self.taken)
+            moved.result()
 
     def finish(self) -> Carried:
         """Wait for the partitions and pages (after `merge_tables`)."""
@@ -158,6 +173,15 @@ class Carry:
         _settle_partitions(self.version)
         return Carried(from_run=self.from_run, children=self.children,
                        seconds=dict(self._seconds))
+
+
+def _behind_the_run() -> None:
+    """Lower the priority of this thread (on Linux, a thread's own), so that the work the
+    run waits for comes first and carrying takes the processor time it leaves."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):  # not Linux, or not allowed: carry at equal priority
+        pass
 
 
 def _refuse_moved_records(previous: Path, version: Path, taken: Taken) -> None:
@@ -296,12 +320,6 @@ def _settle_partitions(version: Path) -> None:
                                  f"of chronology does not write ({error}): rebuild every "
                                  "child") from None
             pq.write_table(rows, built)
-
-
-def _link_all(old: Path, new: Path, names: list[str]) -> None:
-    """Link the files `names` of folder `old` into folder `new`."""
-    for name in names:
-        _link(old / name, new / name)
 
 
 def _link(old: Path | str, new: Path | str) -> None:
