@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -134,9 +135,11 @@ class Carry:
         self._jobs = [
             self._pool.submit(self._each, "carry_partitions", partitions,
                               lambda old, new, losing: _carry_partition(old, new, taken, losing)),
-            self._pool.submit(self._each, "carry_pages", names,
-                              lambda name: _link(previous / SITE / CHILDREN / name,
-                                                 pages / name))]
+            self._pool.submit(self._each, "carry_pages",
+                              [names[start:start + LINKS_PER_CALL]
+                               for start in range(0, len(names), LINKS_PER_CALL)],
+                              lambda batch: _link_pages(previous / SITE / CHILDREN, pages,
+                                                        batch))]
 
     def _each(self, kind: str, items: list, work: Callable) -> None:
         """Do `work` on each of `items` in turn, unless the run is leaving."""
@@ -320,6 +323,28 @@ def _settle_partitions(version: Path) -> None:
                                  f"of chronology does not write ({error}): rebuild every "
                                  "child") from None
             pq.write_table(rows, built)
+
+
+# Pages linked by one `ln`: far below the longest command line a system takes.
+LINKS_PER_CALL = 5000
+
+
+def _link_pages(old: Path, new: Path, names: list[str]) -> None:
+    """Hard-link the files `names` of folder `old` into folder `new`.
+
+    `ln` makes the links: a link made from Python waits for the interpreter lock after
+    each system call, and beside threads running Python (the run validating what it
+    builds) 100,000 links took five minutes here, against under two seconds alone and
+    2.5 s by `ln` beside them."""
+    try:
+        done = subprocess.run(["ln", "--", *names, str(new)], cwd=old, capture_output=True,
+                              check=False).returncode == 0
+    except OSError:  # no `ln` here
+        done = False
+    if not done:  # or another file system: one at a time, copying where links fail
+        for name in names:
+            if not (new / name).exists():  # never write through a link made already
+                _link(old / name, new / name)
 
 
 def _link(old: Path | str, new: Path | str) -> None:

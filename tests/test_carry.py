@@ -7,7 +7,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows import sinks
-from flows.carry import Taken, _carry_partition, _merge_table, _small_dictionaries
+from flows.carry import (
+    Taken,
+    _carry_partition,
+    _link_pages,
+    _merge_table,
+    _small_dictionaries,
+)
 from transforms.fingerprint import UNNAMED
 
 
@@ -86,3 +92,17 @@ def test_a_partition_that_loses_no_child_is_linked_not_written(tmp_path):
     path = sinks.write_partition(_partition_frame(["A", "B"]), tmp_path / "old", 0)
     _carry_partition(old, new, Taken(taken=frozenset({"A", "B"})), losing=False)
     assert (new / "carried-0.parquet").stat().st_ino == path.stat().st_ino
+
+
+def test_pages_are_linked_and_a_page_there_already_is_left_as_it_is(tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    new.mkdir()
+    for name in ("a.html", "b.html", "c.html"):
+        (old / name).write_text(name)
+    (new / "b.html").write_text("rendered by this run")
+    _link_pages(old, new, ["a.html", "b.html", "c.html"])
+    assert (new / "a.html").stat().st_ino == (old / "a.html").stat().st_ino
+    assert (new / "c.html").stat().st_ino == (old / "c.html").stat().st_ino
+    assert (new / "b.html").read_text() == "rendered by this run"
+    assert (old / "b.html").read_text() == "b.html"
