@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
 import numpy as np
@@ -97,8 +97,8 @@ class Carry:
 
     A partition's carried rows and the carried pages do not depend on what the run builds,
     so they are carried as soon as the run knows whom it takes, on threads of their own,
-    while the run validates and shapes the children it builds (work that mostly holds the
-    interpreter lock, where reading and writing Parquet and linking files do not). The
+    while the run validates, shapes and renders the children it builds (work that mostly
+    holds the interpreter lock, where reading and writing Parquet and `ln` do not). The
     run's tables, which hold both, are merged in `merge_tables`, once the run has written
     its; `finish` waits for the rest.
 
@@ -121,9 +121,6 @@ class Carry:
         losing = set(shard_of(before["child_id"][~kept], shards))
         self._seconds = {"carry_partitions": 0.0, "carry_pages": 0.0}
         self._stop = threading.Event()
-        partitions = [(previous / dataset / f"shard={number}",
-                       version / dataset / f"shard={number}", number in losing)
-                      for dataset in DATASETS for number in range(shards)]
         pages = version / SITE / CHILDREN
         pages.mkdir(parents=True, exist_ok=True)
         names = [f"{page_id}.html" for page_id in before["page_id"][kept]]
@@ -133,21 +130,22 @@ class Carry:
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="carry",
                                         initializer=_behind_the_run)
         self._jobs = [
-            self._pool.submit(self._each, "carry_partitions", partitions,
-                              lambda old, new, losing: _carry_partition(old, new, taken, losing)),
-            self._pool.submit(self._each, "carry_pages",
-                              [names[start:start + LINKS_PER_CALL]
-                               for start in range(0, len(names), LINKS_PER_CALL)],
-                              lambda batch: _link_pages(previous / SITE / CHILDREN, pages,
-                                                        batch))]
+            self._pool.submit(self._in_turn, "carry_partitions", [
+                partial(_carry_partition, previous / dataset / f"shard={number}",
+                        version / dataset / f"shard={number}", taken, number in losing)
+                for dataset in DATASETS for number in range(shards)]),
+            self._pool.submit(self._in_turn, "carry_pages", [
+                partial(_link_pages, previous / SITE / CHILDREN, pages,
+                        names[start:start + LINKS_PER_CALL])
+                for start in range(0, len(names), LINKS_PER_CALL)])]
 
-    def _each(self, kind: str, items: list, work: Callable) -> None:
-        """Do `work` on each of `items` in turn, unless the run is leaving."""
+    def _in_turn(self, kind: str, steps: list[Callable[[], None]]) -> None:
+        """Take `steps` one after the other, unless the run is leaving."""
         clock = time.perf_counter()
-        for item in items:
+        for step in steps:
             if self._stop.is_set():
                 return
-            work(*item) if isinstance(item, tuple) else work(item)
+            step()
         self._seconds[kind] = time.perf_counter() - clock
 
     def __enter__(self) -> Carry:
