@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from secrets import token_hex
@@ -139,29 +139,32 @@ def write_outputs(version: Path, rejects: pd.DataFrame, findings: pd.DataFrame,
     sinks.write_json({"results": validation}, version / "validation" / "results.json")
 
 
+@contextmanager
+def _refused_carry():
+    """A carry-over that cannot be done fails the run, saying why (nothing published)."""
+    try:
+        yield
+    except CarryError as error:
+        raise RunFailed(f"{error}; nothing was published.") from None
+
+
 @task(cache_policy=NO_CACHE)
 def start_carry(previous: Path, version: Path, taken: Taken, shards: int,
                 rules_hash: str) -> Carry:
-    try:
+    with _refused_carry():
         return Carry(previous, version, taken, shards, rules_hash)
-    except CarryError as error:
-        raise RunFailed(f"{error}; nothing was published.") from None
 
 
 @task(cache_policy=NO_CACHE)
 def merge_carried_tables(carry: Carry) -> None:
-    try:
+    with _refused_carry():
         carry.merge_tables()
-    except CarryError as error:
-        raise RunFailed(f"{error}; nothing was published.") from None
 
 
 @task(cache_policy=NO_CACHE)
 def finish_carry(carry: Carry) -> Carried:
-    try:
+    with _refused_carry():
         return carry.finish()
-    except CarryError as error:
-        raise RunFailed(f"{error}; nothing was published.") from None
 
 
 @task(cache_policy=NO_CACHE)
