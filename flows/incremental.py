@@ -129,7 +129,8 @@ def plan_reuse(out: Path, facts: pd.DataFrame, as_of: pd.Timestamp, rules_hash: 
     return Reuse(current.resolve(), frozenset(facts.index[~rebuild.to_numpy()]), because)
 
 
-def without_children(raw: dict[str, pa.Table], children_of_rows: dict[str, pa.Array],
+def without_children(raw: dict[str, pa.Table],
+                     children_of_rows: dict[str, pa.DictionaryArray],
                      reused: frozenset[str], map_tables: Callable = map
                      ) -> dict[str, pa.Table]:
     """The source rows that are not of a reused child (`UNNAMED`: the rows that name
@@ -137,9 +138,13 @@ def without_children(raw: dict[str, pa.Table], children_of_rows: dict[str, pa.Ar
     if not reused:
         return raw
     taken = Taken(taken=reused)
-    return dict(zip(raw, map_tables(
-        lambda name: raw[name].filter(pc.invert(taken.arrow_rows(children_of_rows[name]))),
-        raw), strict=True))
+
+    def left(name: str) -> pa.Table:
+        child = children_of_rows[name]  # each child is looked up once, not each row
+        return raw[name].filter(pc.invert(taken.arrow_rows(child.dictionary)).take(
+            child.indices))
+
+    return dict(zip(raw, map_tables(left, raw), strict=True))
 
 
 def stamps(facts: pd.DataFrame, reused: frozenset[str], freshness: pd.DataFrame,

@@ -68,32 +68,63 @@ def _string_hashes(array: pa.Array) -> np.ndarray:
         if data_buffer is not None else np.zeros(0, np.uint8)
     offsets -= offsets[0]
     lengths = np.diff(offsets)
-    words_per = (lengths + 7) >> 3
-    first_word = np.r_[0, np.cumsum(words_per)]
-    total = int(first_word[-1])
     padded = np.zeros(len(data) + 8, dtype=np.uint8)
     padded[:len(data)] = data
     # Every byte position as the start of an unaligned little-endian 8-byte word.
     words_at = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
-    place = np.arange(total, dtype=np.int64)
-    place -= np.repeat(first_word[:-1], words_per)           # the word's place in its string
-    words = words_at[np.repeat(offsets[:-1], words_per) + (place << 3)]
-    # The last word of a string runs past its end: keep only the string's own bytes.
-    ends = first_word[1:][lengths > 0] - 1
-    tail = (lengths[lengths > 0] & 7).astype(np.uint64)
+    summed = _short_word_sums if len(lengths) and lengths.max() <= 8 * _SHORT_WORDS \
+        else _word_sums
     with np.errstate(over="ignore"):
-        words[ends] &= np.where(tail == 0, np.uint64(0xFFFFFFFFFFFFFFFF),
-                                (np.uint64(1) << (tail << np.uint64(3))) - np.uint64(1))
-        place_bits = place.view(np.uint64)
-        place_bits *= _GOLDEN
-        words ^= place_bits
-        del place, place_bits
-        terms = _mix(words)
-        summed = np.zeros(total + 1, dtype=np.uint64)
-        np.cumsum(terms, dtype=np.uint64, out=summed[1:])
-        hashes = summed[first_word[1:]] - summed[first_word[:-1]]
+        hashes = summed(words_at, offsets[:-1], lengths)
         hashes ^= lengths.astype(np.uint64) * _M2
         return _mix(hashes)
+
+
+# Strings of at most this many 8-byte words (ids, codes, dates) are summed word place by
+# word place across all the strings at once: the same sums as `_word_sums`, without its
+# arrays of one entry per word.
+_SHORT_WORDS = 4
+
+
+def _last_word_mask(tail: np.ndarray) -> np.ndarray:
+    """For a word holding `tail` (1 to 8) bytes of its string, the mask of those bytes."""
+    return np.where(tail >= 8, np.uint64(0xFFFFFFFFFFFFFFFF),
+                    (np.uint64(1) << (tail.astype(np.uint64) << np.uint64(3))) - np.uint64(1))
+
+
+def _short_word_sums(words_at: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+                     ) -> np.ndarray:
+    total = np.zeros(len(lengths), dtype=np.uint64)
+    last = len(words_at) - 1
+    for place in range(-(-int(lengths.max()) // 8)):
+        left = lengths - 8 * place   # bytes of the string from this word on
+        has = left > 0
+        words = words_at[np.minimum(starts + 8 * place, last)]
+        words &= _last_word_mask(np.clip(left, 1, 8))
+        words ^= np.uint64(place) * _GOLDEN
+        total += np.where(has, _mix(words), np.uint64(0))
+    return total
+
+
+def _word_sums(words_at: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """For each string, the sum of its words, each mixed with its place in the string."""
+    words_per = (lengths + 7) >> 3
+    first_word = np.r_[0, np.cumsum(words_per)]
+    total = int(first_word[-1])
+    place = np.arange(total, dtype=np.int64)
+    place -= np.repeat(first_word[:-1], words_per)           # the word's place in its string
+    words = words_at[np.repeat(starts, words_per) + (place << 3)]
+    # The last word of a string runs past its end: keep only the string's own bytes.
+    ends = first_word[1:][lengths > 0] - 1
+    words[ends] &= _last_word_mask(((lengths[lengths > 0] - 1) & 7) + 1)
+    place_bits = place.view(np.uint64)
+    place_bits *= _GOLDEN
+    words ^= place_bits
+    del place, place_bits
+    terms = _mix(words)
+    summed = np.zeros(total + 1, dtype=np.uint64)
+    np.cumsum(terms, dtype=np.uint64, out=summed[1:])
+    return summed[first_word[1:]] - summed[first_word[:-1]]
 
 
 def _is_text(kind: pa.DataType) -> bool:
@@ -177,35 +208,39 @@ class ChildRows:
     shared_keys: pa.Array     # children holding a key another child's row holds too
 
 
-def table_rows(table: SourceTable, raw: pa.Table, child: pa.Array,
+def table_rows(table: SourceTable, raw: pa.Table, child: pa.DictionaryArray,
                known: dict[tuple[str, str], pa.Array],
                references: list[tuple[str, str, str]]) -> ChildRows:
     """Hash each row of one raw table, with the whole-source facts that decide its fate:
-    whether its key is held by another row, and whether each id it points at exists."""
+    whether its key is held by another row, and whether each id it points at exists.
+    `child` is each row's child, as `row_children` gives it."""
     # The build judges keys and references trimmed, blank being none: so do the facts.
     key = trimmed(raw[table.key])
     key_hashes = column_hashes(key, distinct=True)
-    encoded = pc.dictionary_encode(pc.fill_null(child, UNNAMED))
-    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    codes = child.indices.to_numpy(zero_copy_only=False)
+    named = child.dictionary.take(child.indices)
     # The key and person columns hold one value a row: their trimmed values are hashed
     # already, and nearly every raw value is its trimmed value.
     hashed = {table.key: (key, key_hashes)}
     if table.person in raw.column_names:
-        hashed[table.person] = (child, column_hashes(encoded.dictionary, distinct=True)[codes])
+        hashed[table.person] = (named, column_hashes(child.dictionary, distinct=True)[codes])
     columns = [(name, _raw_hashes(raw[name], *hashed[name]) if name in hashed
                 else column_hashes(raw[name])) for name in raw.column_names]
-    repeated, shared = _repeated_keys(key, key_hashes, child)
+    repeated, shared = _repeated_keys(key, key_hashes, named)
     columns.append(("_key_repeated", repeated.astype(np.uint64)))
     for column, target, target_key in references:
-        # A row's own person (or owner) id is its child, trimmed already.
-        values = child if column in (OWNER_PERSON, table.person) else trimmed(raw[column])
-        exists = pc.is_in(values, value_set=known.get((target, target_key),
-                                                      pa.array([], pa.string())))
+        ids = known.get((target, target_key), pa.array([], pa.string()))
+        if column in (OWNER_PERSON, table.person):
+            # A row's own person (or owner) id is its child, trimmed already: looked up
+            # once per child.
+            exists = pc.is_in(child.dictionary, value_set=ids).take(child.indices)
+        else:
+            exists = pc.is_in(trimmed(raw[column]), value_set=ids)
         columns.append((f"_exists:{column}", column_hashes(exists)))
     hashes = row_hashes(columns, raw.num_rows)
     with np.errstate(over="ignore"):
         hashes = _mix(hashes + salt(table.name))
-    return ChildRows(children=encoded.dictionary, codes=codes, hashes=hashes,
+    return ChildRows(children=child.dictionary, codes=codes, hashes=hashes,
                      shared_keys=shared)
 
 
@@ -248,8 +283,8 @@ def trimmed(values: pa.ChunkedArray | pa.Array) -> pa.Array:
 def _repeated_keys(key: pa.Array, key_hashes: np.ndarray, child: pa.Array
                    ) -> tuple[np.ndarray, pa.Array]:
     """Which rows hold a key another row holds too, and the children holding a key that
-    another child (or a row naming none) holds. Equal hashes find the few candidates;
-    their keys themselves settle it."""
+    another child (or a row naming none: `UNNAMED`) holds. Equal hashes find the few
+    candidates; their keys themselves settle it."""
     ordered = np.sort(key_hashes)
     twice = ordered[1:][ordered[1:] == ordered[:-1]]
     candidate = (pd.Series(key_hashes, copy=False).isin(twice).to_numpy()
@@ -259,12 +294,11 @@ def _repeated_keys(key: pa.Array, key_hashes: np.ndarray, child: pa.Array
     rows = pd.DataFrame({"key": key.filter(pa.array(candidate)).to_pandas().astype("str"),
                          "child": child.filter(pa.array(candidate)).to_pandas()})
     held_by_rows = rows.groupby("key").size()
-    # Distinct children (a missing child counting as one) by key.
+    # Distinct children (the rows naming none counting as one) by key.
     held_by_children = rows.drop_duplicates(["key", "child"]).groupby("key").size()
     repeated = candidate.copy()
     repeated[candidate] = rows["key"].map(held_by_rows).to_numpy() > 1
-    linked = rows.loc[rows["key"].map(held_by_children).to_numpy() > 1, "child"
-                      ].fillna(UNNAMED)
+    linked = rows.loc[rows["key"].map(held_by_children).to_numpy() > 1, "child"]
     return repeated, pa.array(linked.unique(), pa.string())
 
 
@@ -272,27 +306,28 @@ def child_fingerprints(parts: Iterable[ChildRows]) -> pd.DataFrame:
     """By child id (`UNNAMED` for the rows that name none): `fingerprint` (the sum of
     their rows' hashes, as a signed 64-bit number for Parquet) and `shares_keys` (a key
     of theirs is held by another child)."""
-    sums: list[pd.Series] = []
-    shared: set[str] = set()
-    for part in parts:
-        if not len(part.codes):
-            continue
-        sums.append(pd.Series(_sums(part.codes, part.hashes, len(part.children)),
-                              index=part.children.to_pandas()))
-        shared.update(part.shared_keys.to_pylist())
-    if not sums:
+    parts = [part for part in parts if len(part.codes)]
+    if not parts:
         return pd.DataFrame({"fingerprint": pd.Series(dtype="int64"),
                              "shares_keys": pd.Series(dtype="bool")},
                             index=pd.Index([], dtype="str", name="child_id"))
-    every = pd.concat(sums)
-    ids = pd.Index(every.index.unique(), dtype="str", name="child_id")
-    total = _sums(ids.get_indexer(every.index), every.to_numpy(dtype=np.uint64), len(ids))
+    # Each table's sums by its own children, then summed again by child across tables:
+    # the tables' children are matched by Arrow's hash table, not as Python strings.
+    by_table = np.concatenate([_sums(part.codes, part.hashes, len(part.children))
+                               for part in parts])
+    every = pc.dictionary_encode(pa.concat_arrays(
+        [part.children.cast(pa.string()) for part in parts]))
+    ids = every.dictionary
+    total = _sums(every.indices.to_numpy(zero_copy_only=False), by_table, len(ids))
+    shared = pa.concat_arrays([part.shared_keys.cast(pa.string()) for part in parts])
     return pd.DataFrame({"fingerprint": total.view(np.int64),
-                         "shares_keys": ids.isin(list(shared))}, index=ids)
+                         "shares_keys": pc.is_in(ids, value_set=shared).to_numpy(
+                             zero_copy_only=False)},
+                        index=pd.Index(ids.to_pandas(), dtype="str", name="child_id"))
 
 
-def dated_from(raw: pa.Table, child: pa.Array, dates: Iterable[str], day: pd.Timestamp
-               ) -> pd.Series:
+def dated_from(raw: pa.Table, child: pa.DictionaryArray, dates: Iterable[str],
+               day: pd.Timestamp) -> pd.Series:
     """The earliest date on or after `day` in any of `dates`, by child (`UNNAMED` for
     rows that name none), for the children with one. Text dates are compared as ISO 8601
     text; text that is not a date counts as on `day` (a run cannot tell when such a row
@@ -312,11 +347,11 @@ def dated_from(raw: pa.Table, child: pa.Array, dates: Iterable[str], day: pd.Tim
         hit = pc.fill_null(hit, False)
         if not pc.any(hit).as_py():
             continue
-        rows = pa.table({"child": pc.fill_null(child, UNNAMED), "when": column}
-                        ).filter(hit).to_pandas()
-        when = pd.to_datetime(rows["when"].astype("str").str.slice(0, 10), format="%Y-%m-%d",
-                              errors="coerce")
-        found.append(pd.Series(when.fillna(day).to_numpy(), index=rows["child"]))
+        rows = pa.table({"child": child.indices, "when": column}).filter(hit)
+        when = pd.to_datetime(rows["when"].to_pandas().astype("str").str.slice(0, 10),
+                              format="%Y-%m-%d", errors="coerce")
+        found.append(pd.Series(when.fillna(day).to_numpy(), index=pd.Index(
+            child.dictionary.take(rows["child"]).to_pandas(), dtype="str")))
     if not found:
         return pd.Series(dtype="datetime64[ns]", index=pd.Index([], dtype="str"))
     every = pd.concat(found)
@@ -324,12 +359,17 @@ def dated_from(raw: pa.Table, child: pa.Array, dates: Iterable[str], day: pd.Tim
 
 
 def row_children(raw: dict[str, pa.Table], tables: dict[str, SourceTable],
-                 map_tables: Callable = map) -> dict[str, pa.Array]:
+                 map_tables: Callable = map) -> dict[str, pa.DictionaryArray]:
     """The child of each row of each raw table, as the build will find it: its person id
     (trimmed; blank is none), or for a table whose rows belong to a parent row
     (assessment factors, CLA reviews), the child of that parent, as
-    `transforms.conform.resolve_owners` finds it."""
-    def children_of(name: str) -> pa.Array:
+    `transforms.conform.resolve_owners` finds it; `UNNAMED` for a row that names none.
+    Dictionary-encoded: a table has far fewer children than rows, and what is asked of
+    a row's child (is it taken, does it exist) is then asked once per child."""
+    def children_of(name: str) -> pa.DictionaryArray:
+        return pc.dictionary_encode(pc.fill_null(found_children(name), UNNAMED))
+
+    def found_children(name: str) -> pa.Array:
         table, spec = raw[name], tables[name]
         if spec.owner is None:
             return trimmed(table[spec.person])
@@ -345,7 +385,7 @@ def row_children(raw: dict[str, pa.Table], tables: dict[str, SourceTable],
 
 
 def fingerprints(raw: dict[str, pa.Table], tables: dict[str, SourceTable],
-                 children_of_rows: dict[str, pa.Array],
+                 children_of_rows: dict[str, pa.DictionaryArray],
                  known: dict[tuple[str, str], pa.Array], map_tables: Callable = map
                  ) -> pd.DataFrame:
     """`child_fingerprints` of every child of the whole source `raw`; `map_tables` runs
@@ -361,7 +401,7 @@ def fingerprints(raw: dict[str, pa.Table], tables: dict[str, SourceTable],
 class SourceFacts:
     """What a run learns about each child from the whole of what it read."""
 
-    children_of_rows: dict[str, pa.Array]   # the child of each row, by table
+    children_of_rows: dict[str, pa.DictionaryArray]  # each row's child, by table
     known: dict[tuple[str, str], pa.Array]  # ids that references may point at
     # By child id: fingerprint, shares_keys, since (a record dated on or after --since)
     # and next_record (their first record dated after the as-of date).
