@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pandas as pd
@@ -161,22 +162,51 @@ def test_an_expectation_that_errors_is_a_pipeline_error(runner):
         runner.run("events", frame, {"as_of": AS_OF.isoformat(), "event_types": ["contact"]})
 
 
-def test_narrow_batches_find_what_one_batch_finds(runner, monkeypatch):
-    # Large tables are validated one set of columns at a time (see NARROW_BATCH_ROWS);
-    # that must change the speed only, never which rows fail or why.
+def _every_corruption() -> dict[str, list[dict]]:
     tables: dict[str, list[dict]] = {"ssd_person": PEOPLE,
                                      "ssd_cp_plans": [_plan(i) for i in range(6)],
                                      "ssd_contacts": [_contact(i) for i in range(6)],
                                      "ssd_cp_reviews": [_review(i) for i in range(4)]}
     for number, (table, change, _) in enumerate(CORRUPTIONS.values()):
         tables[table][number % 4] = {**tables[table][number % 4], **change}
+    return tables
+
+
+def _assert_same_findings(one, other) -> None:
+    assert not one[0].empty
+    pd.testing.assert_frame_equal(one[0], other[0])
+    pd.testing.assert_frame_equal(one[1], other[1])
+    assert [o.validation for o in one[2]] == [o.validation for o in other[2]]
+
+
+def test_narrow_batches_find_what_one_batch_finds(runner, monkeypatch):
+    # Large tables are validated one set of columns at a time (see NARROW_BATCH_ROWS);
+    # that must change the speed only, never which rows fail or why.
+    tables = _every_corruption()
     one_batch = _run(tables, runner)
     monkeypatch.setattr(validation, "NARROW_BATCH_ROWS", 0)
-    narrow = _run(tables, runner)
-    assert not one_batch[0].empty
-    pd.testing.assert_frame_equal(one_batch[0], narrow[0])
-    pd.testing.assert_frame_equal(one_batch[1], narrow[1])
-    assert [o.validation for o in one_batch[2]] == [o.validation for o in narrow[2]]
+    _assert_same_findings(one_batch, _run(tables, runner))
+
+
+def test_configurations_built_once_per_run_find_what_gx_alone_finds(runner, monkeypatch):
+    # Within a run, GX's expectations build their configuration once, not on every ask
+    # (`validation._remember_configurations`): that must change the speed only. And GX
+    # must still ask through the property, or the memo silently stops paying.
+    tables = _every_corruption()
+    remembered = validation._configurations_remembered
+    sizes = []
+
+    @contextmanager
+    def watched():
+        with remembered():
+            yield
+            sizes.append(len(validation._CONFIGURATIONS.memo))
+
+    monkeypatch.setattr(validation, "_configurations_remembered", watched)
+    once = _run(tables, runner)
+    assert sizes and all(sizes)
+    monkeypatch.setattr(validation, "_configurations_remembered", nullcontext)
+    _assert_same_findings(once, _run(tables, runner))
 
 
 def test_gx_still_lets_us_skip_its_batch_fingerprint(runner):
