@@ -176,6 +176,14 @@ def page_id(child_id: str) -> str:
     return f"{slug}-{hashlib.sha256(child_id.encode('utf-8')).hexdigest()[:16]}"
 
 
+def _pages_of(children: pd.DataFrame) -> list[str]:
+    """The page ids of `children`: their `page_id` column (the children's table has it,
+    from `page_ids`), else made from their ids."""
+    if "page_id" in children.columns:
+        return children["page_id"].astype("str").tolist()
+    return [page_id(child) for child in children["child_id"].astype("str")]
+
+
 def page_ids(child_ids: pd.Series) -> pd.Series:
     """`page_id` of each id; fails if two ids would share a page."""
     ids = pd.Series([page_id(c) for c in child_ids], index=child_ids.index, dtype="str")
@@ -512,7 +520,7 @@ def _headers(children: pd.DataFrame, run: RunInfo) -> list[Header]:
     counts = {c: frame[c].tolist() for c, _, _ in _COUNTS}
     uasc = frame["uasc"].tolist()
     has_person = frame["has_person_record"].tolist()
-    pages = [page_id(child) for child in text["child_id"]]
+    pages = _pages_of(frame)
     headers = []
     for i in range(len(frame)):
         name = (f"{text['forename'][i]} {text['surname'][i]}".strip()
@@ -574,7 +582,7 @@ def index_page(children: pd.DataFrame, templates: Templates, run: RunInfo) -> st
     born = born.where(born.ne(""), ("expected " + expected).where(expected.ne(""),
                                                                   "not recorded"))
     rows = templates.index_row.fill(
-        text={"page_id": _strings([page_id(c) for c in ids]), "name": _strings(name),
+        text={"page_id": _strings(_pages_of(ordered)), "name": _strings(name),
               "child_id": _strings(ids), "born": _strings(born),
               "status": _strings(ordered["current_status"]),
               "worker": _strings(ordered["worker"]), "team": _strings(ordered["team"]),
