@@ -55,7 +55,7 @@ from transforms.reconcile import (
 )
 from transforms.rejects import concat_rejects
 from transforms.rules import DEFAULT_RULES, Rules, load_rules
-from transforms.shards import by_unit, work_units
+from transforms.shards import by_unit, table_batches, work_units
 from transforms.ssd import TABLES, TABLES_BY_NAME
 
 TABLE_ORDER = {table.name: position for position, table in enumerate(TABLES)}
@@ -110,11 +110,11 @@ def prepare_tables(raw: dict[str, pa.Table], known: dict, workers: int) -> Prepa
 
 
 @task(cache_policy=NO_CACHE)
-def validate_source_table(name: str, prepared: Prepared, as_of: pd.Timestamp,
-                          runner: SuiteRunner, shards: int
-                          ) -> tuple[list[pd.DataFrame], TableOutcome]:
-    return validate_table(name, prepared.frames[name], prepared.births, prepared.known, as_of,
-                          runner, shards)
+def validate_source_tables(names: tuple[str, ...], prepared: Prepared, as_of: pd.Timestamp,
+                           runner: SuiteRunner, shards: int
+                           ) -> list[tuple[list[pd.DataFrame], TableOutcome]]:
+    return [validate_table(name, prepared.frames[name], prepared.births, prepared.known,
+                           as_of, runner, shards) for name in names]
 
 
 @task(cache_policy=NO_CACHE)
@@ -255,9 +255,11 @@ def build_chronologies(
         lap("prepare")
 
         runner = SuiteRunner()
-        validated = [f.result() for f in [
-            validate_source_table.submit(name, prepared, data_as_of, runner, shards)
-            for name in prepared.largest_first()]]
+        validated = [table for f in [
+            validate_source_tables.submit(names, prepared, data_as_of, runner, shards)
+            for names in table_batches({name: len(frame) for name, frame
+                                        in prepared.frames.items()}, workers)]
+                     for table in f.result()]
         prepare_rejects = prepared.rejects
         del prepared
         # Reported in the contract's table order, whatever order they ran in.

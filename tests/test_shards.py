@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import conformed
-from transforms.shards import by_unit, shard_of, split_table, work_units
+from transforms.shards import by_unit, shard_of, split_table, table_batches, work_units
 from transforms.ssd import TABLES_BY_NAME
 
 
@@ -63,3 +63,19 @@ def test_a_unit_holds_its_shards_rows_and_no_others():
         parts["ssd_person"][2]["pers_person_id"])
     assert not in_first & set(second["ssd_person"]["pers_person_id"])
     assert len(first["ssd_person"]) + len(second["ssd_person"]) == 40
+
+
+def test_large_tables_are_validated_alone_and_small_ones_shared_out_evenly():
+    rows = {"notes": 5_000_000, "contacts": 800_000, "plans": 40_000, "reviews": 30_000,
+            "visits": 20_000, "empty": 0}
+    batches = table_batches(rows, workers=2)
+    assert batches[:2] == [("notes",), ("contacts",)]
+    shared = batches[2:]
+    assert len(shared) == 2 and sorted(n for b in shared for n in b) == sorted(
+        ["plans", "reviews", "visits", "empty"])
+    assert ("plans",) not in shared  # the largest small table does not sit alone
+    # Every table in exactly one task, however many workers.
+    for workers in (1, 2, 8):
+        names = [n for b in table_batches(rows, workers) for n in b]
+        assert sorted(names) == sorted(rows)
+    assert table_batches({}, 2) == []

@@ -58,3 +58,25 @@ def by_unit(parts: dict[str, list[pd.DataFrame]], units: list[tuple[int, ...]]
         return pd.concat([tables[number] for number in unit])  # row labels stay unique
 
     return [{name: joined(tables, unit) for name, tables in parts.items()} for unit in units]
+
+
+# A table of at least this many rows is validated by a task of its own; smaller ones
+# share one: running a Prefect task costs ~50 ms, more than validating a small table's
+# rows does (their cost is GX's fixed cost per expectation, whatever the task).
+OWN_TASK_ROWS = 100_000
+
+
+def table_batches(rows: dict[str, int], workers: int) -> list[tuple[str, ...]]:
+    """The tables each validation task takes, largest first: each large table alone,
+    then the small ones shared out among `workers` tasks, each to the lightest so far
+    (a table weighing its rows plus the equivalent of its fixed cost)."""
+    ordered = sorted(rows, key=lambda name: -rows[name])
+    small = [name for name in ordered if rows[name] < OWN_TASK_ROWS]
+    shared: list[list[str]] = [[] for _ in range(min(max(workers, 1), len(small)))]
+    loads = [0] * len(shared)
+    for name in small:
+        lightest = loads.index(min(loads))
+        shared[lightest].append(name)
+        loads[lightest] += rows[name] + OWN_TASK_ROWS // 10
+    return [(name,) for name in ordered if rows[name] >= OWN_TASK_ROWS] + \
+        [tuple(batch) for batch in shared]
