@@ -23,7 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import sinks
-from flows.carry import Carried, Carry, CarryError, Taken
+from flows.carry import Carried, Carry, CarryError, Taken, nothing_made
 from flows.cli import DEFAULT_KEEP, DEFAULT_MAX_REJECT_SHARE, DEFAULT_SHARDS
 from flows.incremental import (
     FINGERPRINTS,
@@ -38,10 +38,17 @@ from flows.incremental import (
 from flows.publish import clean_up, exclusive, mark_published
 from flows.site import SiteReport, render_site
 from flows.source import SourceSchemaError, read_source, safe_url, source_url
-from flows.steps import ShardOutcome, TableOutcome, stage_and_write_unit, validate_table
+from flows.steps import (
+    NO_ENTRIES,
+    Made,
+    ShardOutcome,
+    TableOutcome,
+    stage_and_write_unit,
+    validate_table,
+)
 from flows.validation import SuiteRunner
 from transforms.fingerprint import SourceFacts, source_facts
-from transforms.pages import RunInfo, page_ids
+from transforms.pages import RunInfo
 from transforms.prepare import Prepared, known_ids, prepare
 from transforms.reconcile import (
     check_balanced,
@@ -53,7 +60,6 @@ from transforms.reconcile import (
     run_record,
     run_summary,
 )
-from transforms.rejects import concat_rejects
 from transforms.rules import DEFAULT_RULES, Rules, load_rules
 from transforms.shards import by_unit, table_batches, work_units
 from transforms.ssd import TABLES, TABLES_BY_NAME
@@ -250,46 +256,47 @@ def build_chronologies(
         logger.info("%d children unchanged since the published output, %d to build",
                     len(reuse.children), to_build)
 
-        prepared = prepare_tables(raw, known, workers)
-        del raw
-        lap("prepare")
+        if carrying is not None and not to_build:
+            # Every child is taken from the published output: nothing to prepare, check,
+            # shape or render, and the run's own tables are empty.
+            del raw
+            tables, shard_outcomes = [], []
+            made = nothing_made(reuse.previous, version, shards)
+        else:
+            prepared = prepare_tables(raw, known, workers)
+            del raw
+            lap("prepare")
 
-        runner = SuiteRunner()
-        validated = [table for f in [
-            validate_source_tables.submit(names, prepared, data_as_of, runner, shards)
-            for names in table_batches({name: len(frame) for name, frame
-                                        in prepared.frames.items()}, workers)]
-                     for table in f.result()]
-        prepare_rejects = prepared.rejects
-        del prepared
-        # Reported in the contract's table order, whatever order they ran in.
-        tables = sorted((outcome for _, outcome in validated), key=lambda o: TABLE_ORDER[o.name])
-        units = work_units(shards, to_build)
-        parts = by_unit({outcome.name: shard_parts for shard_parts, outcome in validated}, units)
-        del validated
-        lap("validate_source")
+            runner = SuiteRunner()
+            validated = [table for f in [
+                validate_source_tables.submit(names, prepared, data_as_of, runner, shards)
+                for names in table_batches({name: len(frame) for name, frame
+                                            in prepared.frames.items()}, workers)]
+                         for table in f.result()]
+            prepare_rejects = prepared.rejects
+            del prepared
+            # Reported in the contract's table order, whatever order they ran in.
+            tables = sorted((outcome for _, outcome in validated),
+                            key=lambda o: TABLE_ORDER[o.name])
+            units = work_units(shards, to_build)
+            parts = by_unit({outcome.name: shard_parts for shard_parts, outcome in validated},
+                            units)
+            del validated
+            lap("validate_source")
 
-        shard_outcomes = [f.result() for f in [
-            build_unit.submit(unit, part, data_as_of, runner, version, ruleset, run_id,
-                              Path(out), shards)
-            for unit, part in zip(units, parts, strict=True)]]
-        del parts
-        lap("stage_score_shape")
+            shard_outcomes = [f.result() for f in [
+                build_unit.submit(unit, part, data_as_of, runner, version, ruleset, run_id,
+                                  Path(out), shards)
+                for unit, part in zip(units, parts, strict=True)]]
+            del parts
+            lap("stage_score_shape")
+            made = Made.of(prepare_rejects, tables, shard_outcomes)
 
-        rejects = concat_rejects([prepare_rejects, *(t.rejects for t in tables),
-                                  *(o.rejects for o in shard_outcomes)])
-        findings = pd.concat([t.findings for t in tables], ignore_index=True)
-        people = pd.concat([o.people for o in shard_outcomes], ignore_index=True)
-        children_table = pd.concat([o.children for o in shard_outcomes], ignore_index=True)
-        children_table["page_id"] = page_ids(children_table["child_id"])
-        freshness = stamps(fingerprints, reuse.children,
-                           pd.concat([o.freshness for o in shard_outcomes], ignore_index=True),
-                           as_of_date)
-        write_outputs(version, rejects, findings, people, children_table,
-                      pd.concat([o.periods for o in shard_outcomes], ignore_index=True),
-                      freshness,
-                      [r for t in tables for r in t.validation] +
-                      [r for o in shard_outcomes for r in o.validation])
+        rejects, findings, people, children_table = (made.rejects, made.findings, made.people,
+                                                     made.children)
+        freshness = stamps(fingerprints, reuse.children, made.freshness, as_of_date)
+        write_outputs(version, rejects, findings, people, children_table, made.periods,
+                      freshness, made.validation)
         lap("write")
 
         # A run that built only some children takes every other child from the published
@@ -322,6 +329,7 @@ def build_chronologies(
 
         counts = reconciliation(extracted, shard_outcomes, rejects)
         event_counts, entry_counts = event_reconciliation(shard_outcomes)
+        entry_counts = {**NO_ENTRIES, **entry_counts}  # zeros where no unit made any
         summary = run_summary(counts, rejects, findings, people, children, max_reject_share,
                               whole_output=children is None or carried is not None,
                               events_balanced=not event_problems(event_counts, entry_counts),
@@ -329,7 +337,6 @@ def build_chronologies(
                               whole_source=None if children is not None or carried is None
                               else (pq.read_metadata(version / "rejects.parquet").num_rows,
                                     rows_read))
-        filtered = pd.concat([o.filtered for o in shard_outcomes], ignore_index=True)
         manifest = {
             "run_id": run_id,
             "started_at": started.isoformat(),
@@ -344,7 +351,7 @@ def build_chronologies(
             "chronology": {
                 **{k: v for k, v in entry_counts.items() if k != "no_reason"},
                 "events": event_counts.to_dict(orient="records"),
-                "filtered_by_rule": _filtered_by_rule(filtered),
+                "filtered_by_rule": _filtered_by_rule(made.filtered),
             },
             "quality": quality_report(children_table, entry_counts, event_counts),
             "carried_over": None if carried is None else {

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from flows import sinks
 from flows.site import CHILDREN, SITE
+from flows.steps import Made
 from transforms.fingerprint import UNNAMED
 from transforms.shards import shard_of
 
@@ -174,6 +175,34 @@ class Carry:
         _settle_partitions(self.version)
         return Carried(from_run=self.from_run, children=self.children,
                        seconds=dict(self._seconds))
+
+
+def nothing_made(previous: Path, version: Path, shards: int) -> Made:
+    """What a run that builds no child makes: no rows, in tables typed as those of the
+    published output `previous`, all of whose children it carries over. A partition
+    that holds no rows there keeps its (empty, typed) file of built rows, so that every
+    partition of the version still reads with its columns."""
+    for dataset in DATASETS:
+        for number in range(shards):
+            old, new = (folder / dataset / f"shard={number}" for folder in (previous, version))
+            if (old / sinks.BUILT).exists() and not any(
+                    pq.read_metadata(path).num_rows for path in old.glob("*.parquet")):
+                new.mkdir(parents=True, exist_ok=True)
+                _link(old / sinks.BUILT, new / sinks.BUILT)
+
+    def none_of(name: str) -> pd.DataFrame:
+        if not (previous / name).exists():
+            raise CarryError(f"the current output has no {name} (an older chronology made "
+                             "it): rebuild every child")
+        return pq.read_schema(previous / name).empty_table().to_pandas()
+
+    return Made(rejects=none_of("rejects.parquet"), findings=none_of("findings.parquet"),
+                people=none_of("people.parquet"), children=none_of("children.parquet"),
+                periods=none_of("periods.parquet"),
+                freshness=pd.DataFrame({"child_id": pd.Series(dtype="str"),
+                                        "stale_on": pd.Series(dtype="datetime64[ns]"),
+                                        "new_entries": pd.Series(dtype="int32")}),
+                filtered=pd.DataFrame(), validation=[])
 
 
 def _behind_the_run() -> None:

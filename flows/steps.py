@@ -24,6 +24,7 @@ from flows.validation import SuiteRunner
 from transforms import conform, stage
 from transforms.children import children, count_by
 from transforms.freshness import stale_on
+from transforms.pages import page_ids
 from transforms.periods import periods
 from transforms.rejects import concat_rejects
 from transforms.rules import Rules
@@ -66,6 +67,37 @@ class ShardOutcome:
     filtered: pd.DataFrame = field(default_factory=pd.DataFrame)
     # Entries by kind and level, and events the entries say they hold.
     entries: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Made:
+    """What a run made of the children it built, gathered from its tables and units."""
+
+    rejects: pd.DataFrame
+    findings: pd.DataFrame
+    people: pd.DataFrame
+    children: pd.DataFrame    # with each child's page id
+    periods: pd.DataFrame
+    freshness: pd.DataFrame   # by child: when time alone stales their outputs, new entries
+    filtered: pd.DataFrame    # per event type left out: how many and why
+    validation: list[dict]    # every GX result, tables' first
+
+    @classmethod
+    def of(cls, prepare_rejects: pd.DataFrame, tables: list[TableOutcome],
+           units: list[ShardOutcome]) -> Made:
+        children = pd.concat([o.children for o in units], ignore_index=True)
+        children["page_id"] = page_ids(children["child_id"])
+        return cls(
+            rejects=concat_rejects([prepare_rejects, *(t.rejects for t in tables),
+                                    *(o.rejects for o in units)]),
+            findings=pd.concat([t.findings for t in tables], ignore_index=True),
+            people=pd.concat([o.people for o in units], ignore_index=True),
+            children=children,
+            periods=pd.concat([o.periods for o in units], ignore_index=True),
+            freshness=pd.concat([o.freshness for o in units], ignore_index=True),
+            filtered=pd.concat([o.filtered for o in units], ignore_index=True),
+            validation=[r for t in tables for r in t.validation] +
+            [r for o in units for r in o.validation])
 
 
 def validate_table(name: str, frame: pd.DataFrame, births: pd.DataFrame,
@@ -204,6 +236,11 @@ def score_and_shape(events: pd.DataFrame, people: pd.DataFrame, rules: Rules,
                        accounting=shaped.accounting, filtered=shaped.filtered,
                        seconds={"score": score_s, "shape": shape_s,
                                 "children": time.perf_counter() - clock})
+
+
+# The counts `_entry_counts` makes, for a run that made no entries.
+NO_ENTRIES = dict.fromkeys(("entries", "key", "significant", "context", "summaries", "gaps",
+                            "events_in_entries", "events_in_summaries", "no_reason"), 0)
 
 
 def _entry_counts(entries: pd.DataFrame) -> dict[str, int]:

@@ -70,7 +70,7 @@ def _pages(out: Path) -> dict[str, int]:
 
 def test_a_rerun_with_nothing_changed_reuses_every_child(first, source):
     out, manifest = first
-    before = _pages(out)
+    before, tables = _pages(out), _published(out)
     again = build_chronologies(source=str(source), out=str(out), shards=3,
                                as_of=AS_OF)
     assert again["published"]
@@ -78,8 +78,31 @@ def test_a_rerun_with_nothing_changed_reuses_every_child(first, source):
     assert again["children"] == 0
     assert again["rebuilt_because"] == {}
     assert again["rows_in"] == 0 and again["rows_read"] > 0
+    # With no child to build, nothing was prepared, checked or shaped.
+    assert not {"prepare", "validate_source", "stage_score_shape"} & set(
+        again["timings_seconds"])
     after = _pages(out)
     assert after == before  # the same files: nothing was rendered again
+    for name, frame in _published(out).items():
+        pd.testing.assert_frame_equal(frame, tables[name], obj=name)
+
+
+def test_a_rerun_that_builds_nothing_keeps_every_partition_readable(tmp_path):
+    # Two children in eight shards: most partitions hold no rows, and a run that builds
+    # no child must still leave each with its columns.
+    source = tmp_path / "ssd.sqlite"
+    generate_database(source, children=2, seed=5)
+    out = tmp_path / "out"
+    build_chronologies(source=str(source), out=str(out), shards=8, as_of=AS_OF)
+    tables = _published(out)
+    again = build_chronologies(source=str(source), out=str(out), shards=8, as_of=AS_OF)
+    assert again["published"] and again["children"] == 0
+    for dataset in ("events", "chronology"):
+        for number in range(8):
+            partition = out / sinks.CURRENT / dataset / f"shard={number}"
+            assert "child_id" in pd.read_parquet(partition).columns, partition
+    for name, frame in _published(out).items():
+        pd.testing.assert_frame_equal(frame, tables[name], obj=name)
 
 
 def test_changed_records_rebuild_just_their_children_and_match_a_full_build(
