@@ -23,7 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import sinks
-from flows.carry import Carried, Carry, CarryError, Taken, nothing_made
+from flows.carry import Carried, Carry, CarryError, Taken, nothing_made, reading_ahead
 from flows.cli import DEFAULT_KEEP, DEFAULT_MAX_REJECT_SHARE, DEFAULT_SHARDS
 from flows.incremental import (
     FINGERPRINTS,
@@ -221,6 +221,8 @@ def build_chronologies(
     with exclusive(Path(out), run_id, wait_seconds), ExitStack() as background:
         # What killed or failed runs left behind goes first, while no one else can write.
         clean_up(Path(out), keep_versions)
+        if not full:  # a run that may carry children over
+            background.enter_context(reading_ahead(Path(out)))
         version = sinks.version_dir(Path(out), run_id)
         timings: dict[str, float] = {}
         clock = time.perf_counter()

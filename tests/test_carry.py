@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import threading
+from pathlib import Path
+
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -13,6 +17,7 @@ from flows.carry import (
     _link_pages,
     _merge_table,
     _small_dictionaries,
+    reading_ahead,
 )
 from transforms.fingerprint import UNNAMED
 
@@ -106,3 +111,19 @@ def test_pages_are_linked_and_a_page_there_already_is_left_as_it_is(tmp_path):
     assert (new / "c.html").stat().st_ino == (old / "c.html").stat().st_ino
     assert (new / "b.html").read_text() == "rendered by this run"
     assert (old / "b.html").read_text() == "b.html"
+
+
+def test_reading_ahead_changes_nothing_and_is_over_when_the_block_ends(tmp_path):
+    version = tmp_path / "out" / sinks.VERSIONS / "run-1"
+    pages = version / "site" / "children"
+    pages.mkdir(parents=True)
+    for number in range(50):
+        (pages / f"p{number}.html").write_text("<p>page</p>")
+    os.symlink(Path(sinks.VERSIONS) / "run-1", tmp_path / "out" / sinks.CURRENT)
+    before = sorted((p.name, p.stat().st_nlink, p.read_text()) for p in pages.iterdir())
+    with reading_ahead(tmp_path / "out"):
+        pass
+    assert not [t for t in threading.enumerate() if t.name == "read-ahead"]
+    assert sorted((p.name, p.stat().st_nlink, p.read_text()) for p in pages.iterdir()) == before
+    with reading_ahead(tmp_path / "nothing-published-yet"):
+        pass
