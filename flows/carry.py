@@ -36,6 +36,8 @@ from transforms.shards import shard_of
 
 DATASETS = ("events", "chronology")
 CARRIED = "carried-"  # the start of the name of a partition's files of carried rows
+# Threads that carry partitions.
+PARTITION_THREADS = 2
 # A partition that has gathered this many files (links of the files of earlier runs) is
 # written again as one.
 MAX_FILES = 4
@@ -126,16 +128,20 @@ class Carry:
         pages = version / SITE / CHILDREN
         pages.mkdir(parents=True, exist_ok=True)
         names = [f"{page_id}.html" for page_id in before["page_id"][kept]]
-        # One thread for the partitions and one for the pages (links into one folder wait
-        # on the folder's lock: a second thread measured slower), both behind the run's
-        # own threads.
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="carry",
+        self._lock = threading.Lock()
+        # The partitions on two threads, alternate shards each (the one a run's own work
+        # leaves a core to, both once the run waits for them), and the pages on one
+        # (links into one folder wait on the folder's lock: a second thread measured
+        # slower); all behind the run's own threads.
+        self._pool = ThreadPoolExecutor(max_workers=PARTITION_THREADS + 1,
+                                        thread_name_prefix="carry",
                                         initializer=_behind_the_run)
         self._jobs = [
-            self._pool.submit(self._in_turn, "carry_partitions", [
+            *(self._pool.submit(self._in_turn, "carry_partitions", [
                 partial(_carry_partition, previous / dataset / f"shard={number}",
                         version / dataset / f"shard={number}", taken, number in losing)
-                for dataset in DATASETS for number in range(shards)]),
+                for number in range(first, shards, PARTITION_THREADS) for dataset in DATASETS])
+              for first in range(PARTITION_THREADS)),
             self._pool.submit(self._in_turn, "carry_pages", [
                 partial(_link_pages, previous / SITE / CHILDREN, pages,
                         names[start:start + LINKS_PER_CALL])
@@ -148,7 +154,8 @@ class Carry:
             if self._stop.is_set():
                 return
             step()
-        self._seconds[kind] = time.perf_counter() - clock
+        with self._lock:  # thread time, summed over the threads of a kind
+            self._seconds[kind] += time.perf_counter() - clock
 
     def __enter__(self) -> Carry:
         return self
