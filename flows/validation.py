@@ -233,8 +233,19 @@ class SuiteRunner:
                 {**spec["expectations"][p], "meta": {**spec["expectations"][p]["meta"],
                                                      "position": p}} for p in positions]
             spec["name"] = f"{name}:{'-'.join(map(str, positions))}"
-            local.suites[key] = local.context.suites.add(local.gx.ExpectationSuite(**spec))
+            # Not added to the context: a suite validates a batch without being stored.
+            local.suites[key] = local.gx.ExpectationSuite(**spec)
         return local.suites[key]
+
+    def _validate(self, batch, name: str, positions: tuple[int, ...],
+                  parameters: dict[str, Any] | None, result_format: dict) -> list:
+        """GX's results of these expectations of suite `name` on `batch`."""
+        # Batch.validate, unlike a ValidationDefinition, does not serialise every result
+        # into the context's results store: results live only in our records.
+        with _configurations_remembered():
+            return batch.validate(self._suite(name, positions),
+                                  expectation_parameters=parameters or {},
+                                  result_format=result_format).results
 
     def run(self, name: str, frame: pd.DataFrame, parameters: dict[str, Any] | None = None,
             ignore_rows: pd.Series | None = None) -> Failures:
@@ -255,19 +266,24 @@ class SuiteRunner:
             group = [expectations[p] for p in positions]
             shown = _shown_columns(group)
             columns = [c for c in _uses(group) if c != "_row"]
-            batch = _cheap_to_check(frame[["_row", *columns]])
-            # Batch.validate, unlike a ValidationDefinition, does not serialise every
-            # result into the context's results store: results live only in our records.
-            with _configurations_remembered():
-                result = self._context().batch.get_batch(
-                    batch_parameters={"dataframe": batch}).validate(
-                    self._suite(name, positions),
-                    expectation_parameters=parameters or {},
-                    result_format={"result_format": "COMPLETE",
-                                   "unexpected_index_column_names": ["_row", *shown],
-                                   "return_unexpected_index_query": False},
-                )
-            for outcome in result.results:
+            batch = self._context().batch.get_batch(
+                batch_parameters={"dataframe": _cheap_to_check(frame[["_row", *columns]])})
+            if len(frame) < NARROW_BATCH_ROWS:
+                # On a small batch GX's cost is its fixed cost per expectation, and asking
+                # only whether each passed costs half of asking for the failing rows: so
+                # ask that first, then for the rows of those that failed.
+                passed = {outcome.expectation_config.meta["position"]
+                          for outcome in self._validate(batch, name, positions, parameters,
+                                                        {"result_format": "BOOLEAN_ONLY"})
+                          if outcome.success}
+                summaries += [(p, {"expectation": _label(expectations[p]),
+                                   "rule": expectations[p]["meta"]["rule"], "success": True,
+                                   "unexpected": 0}) for p in positions if p in passed]
+                positions = tuple(p for p in positions if p not in passed)
+            outcomes = self._validate(batch, name, positions, parameters, {
+                "result_format": "COMPLETE", "unexpected_index_column_names": ["_row", *shown],
+                "return_unexpected_index_query": False}) if positions else []
+            for outcome in outcomes:
                 position = outcome.expectation_config.meta["position"]
                 expectation = expectations[position]
                 _raise_if_errored(name, expectation, outcome.exception_info or {})

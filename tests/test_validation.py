@@ -180,8 +180,9 @@ def _assert_same_findings(one, other) -> None:
 
 
 def test_narrow_batches_find_what_one_batch_finds(runner, monkeypatch):
-    # Large tables are validated one set of columns at a time (see NARROW_BATCH_ROWS);
-    # that must change the speed only, never which rows fail or why.
+    # Large tables are validated one set of columns at a time (see NARROW_BATCH_ROWS),
+    # small ones first for pass or fail and then for the rows of those that failed; each
+    # must change the speed only, never which rows fail or why.
     tables = _every_corruption()
     one_batch = _run(tables, runner)
     monkeypatch.setattr(validation, "NARROW_BATCH_ROWS", 0)
