@@ -55,6 +55,32 @@ def test_sqlite_values_arrive_as_text_whatever_type_sqlite_stored(tmp_path):
     assert "42" in person.column("pers_person_id").to_pylist()
 
 
+def test_text_columns_read_uncast_give_what_a_cast_gives(tmp_path):
+    # Columns declared as text are read as SQLite stored them (no CAST): a blob among
+    # the first rows, an integer, or a number in a date column still arrive as the text
+    # CAST would make of them, and bytes that are not text are a clear error.
+    path = tmp_path / "typed.sqlite"
+    generate_database(path, children=30, seed=1, examples=False)
+    with sqlite3.connect(path) as connection:
+        connection.execute("DELETE FROM ssd_contacts")
+        connection.executemany(
+            "INSERT INTO ssd_contacts (cont_contact_id, cont_person_id, cont_contact_date, "
+            "cont_contact_source_desc) VALUES (?, ?, ?, ?)",
+            [(b"K1", "EX0000001", "2024-01-02", "Police"),
+             ("K2", "EX0000001", 2024.5, b"School"),
+             ("K3", 42, 20240101, None)])
+    contacts = read_source(source_url(path), TABLES)["ssd_contacts"].to_pydict()
+    assert contacts["cont_contact_id"] == ["K1", "K2", "K3"]
+    assert contacts["cont_person_id"] == ["EX0000001", "EX0000001", "42"]
+    assert contacts["cont_contact_date"] == ["2024-01-02", "2024.5", "20240101"]
+    assert contacts["cont_contact_source_desc"] == ["Police", "School", None]
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE ssd_contacts SET cont_contact_source_desc = ? "
+                           "WHERE cont_contact_id = 'K3'", (b"\xff\xfe",))
+    with pytest.raises(SourceSchemaError, match="not UTF-8"):
+        read_source(source_url(path), TABLES)
+
+
 def test_reads_only_the_children_asked_for(database):
     children = ["EX0000002", "EX0000003"]
     raw = read_source(source_url(database), TABLES, children)
