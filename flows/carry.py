@@ -168,12 +168,13 @@ class Carry:
         """Merge the run's tables, once written, with the rows taken from the published
         output's (the pages of the children built are rendered from them while the
         partitions and pages are still being carried)."""
-        with ThreadPoolExecutor(max_workers=1) as beside:
-            # The check reads Parquet (no interpreter lock) while pandas merges.
+        # The check and the merges are Arrow's work, which does not hold the interpreter
+        # lock: side by side.
+        with ThreadPoolExecutor(max_workers=3) as beside:
             moved = beside.submit(_refuse_moved_records, self.previous, self.version,
                                   self.taken)
-            for name in sinks.ROW_ORDER:
-                _merge_table(self.previous, self.version, name, self.taken)
+            list(beside.map(lambda name: _merge_table(self.previous, self.version, name,
+                                                      self.taken), sinks.ROW_ORDER))
             moved.result()
 
     def finish(self) -> Carried:
