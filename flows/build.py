@@ -23,7 +23,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import sinks
-from flows.carry import Carried, Carry, CarryError, Taken, nothing_made, reading_ahead
+from flows.carry import (
+    Carried,
+    Carry,
+    CarryError,
+    PagesAhead,
+    Taken,
+    nothing_made,
+    pages_ahead,
+)
 from flows.cli import DEFAULT_KEEP, DEFAULT_MAX_REJECT_SHARE, DEFAULT_SHARDS
 from flows.incremental import (
     FINGERPRINTS,
@@ -156,9 +164,9 @@ def _refused_carry():
 
 @task(cache_policy=NO_CACHE)
 def start_carry(previous: Path, version: Path, taken: Taken, shards: int,
-                rules_hash: str) -> Carry:
+                rules_hash: str, ahead: PagesAhead | None = None) -> Carry:
     with _refused_carry():
-        return Carry(previous, version, taken, shards, rules_hash)
+        return Carry(previous, version, taken, shards, rules_hash, ahead)
 
 
 @task(cache_policy=NO_CACHE)
@@ -221,9 +229,12 @@ def build_chronologies(
     with exclusive(Path(out), run_id, wait_seconds), ExitStack() as background:
         # What killed or failed runs left behind goes first, while no one else can write.
         clean_up(Path(out), keep_versions)
-        if not full:  # a run that may carry children over
-            background.enter_context(reading_ahead(Path(out)))
         version = sinks.version_dir(Path(out), run_id)
+        # A run over the whole source will likely take most children from the published
+        # output: their pages are linked while it reads.
+        ahead = background.enter_context(pages_ahead(
+            Path(out), version, shards, ruleset.digest, code)) if children is None and \
+            not full else None
         timings: dict[str, float] = {}
         clock = time.perf_counter()
 
@@ -248,7 +259,10 @@ def build_chronologies(
         if reuse.children:
             # The children taken are carried over while the others are built.
             carrying = background.enter_context(start_carry(
-                reuse.previous, version, Taken(taken=reuse.children), shards, ruleset.digest))
+                reuse.previous, version, Taken(taken=reuse.children), shards, ruleset.digest,
+                ahead))
+        elif ahead is not None:  # no child is taken: no page linked ahead may stay
+            ahead.discard()
         known, fingerprints = facts.known, facts.children
         del facts  # each row's child is no longer needed
         # What the run accounts for: the rows of the children it builds.

@@ -114,7 +114,7 @@ class Carry:
     """
 
     def __init__(self, previous: Path, version: Path, taken: Taken, shards: int,
-                 rules_hash: str) -> None:
+                 rules_hash: str, ahead: PagesAhead | None = None) -> None:
         self.previous, self.version, self.taken = previous, version, taken
         self.from_run = check_compatible(previous, shards, rules_hash)["run_id"]
         before = pd.read_parquet(previous / "children.parquet", columns=["child_id", "page_id"])
@@ -126,8 +126,10 @@ class Carry:
         self._seconds = {"carry_partitions": 0.0, "carry_pages": 0.0}
         self._stop = threading.Event()
         pages = version / SITE / CHILDREN
-        pages.mkdir(parents=True, exist_ok=True)
         names = [f"{page_id}.html" for page_id in before["page_id"][kept]]
+        if ahead is not None:  # most are linked already, none of the others' is kept
+            names = ahead.adopt(pages, names)
+        pages.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         # The partitions on two threads, alternate shards each (the one a run's own work
         # leaves a core to, both once the run waits for them), and the pages on one
@@ -214,36 +216,83 @@ def nothing_made(previous: Path, version: Path, shards: int) -> Made:
                 filtered=pd.DataFrame(), validation=[])
 
 
-@contextmanager
-def reading_ahead(out: Path) -> Iterator[None]:
-    """For the block, look up every file of the published output's pages and partitions,
-    behind the run: a run that carries children over links their files, and the file
-    system takes seconds to find 100,000 files it no longer has in its cache (a night
-    after they were written, or a minute here). Started while the run reads its source,
-    it is over before the links are made; it changes nothing, and is wasted when the
-    run carries nothing."""
-    current = (out / sinks.CURRENT).resolve()
-    folders = [current / SITE / CHILDREN, *(current / dataset for dataset in DATASETS)]
-    stop = threading.Event()
+class PagesAhead:
+    """The published output's pages, linked into a folder of the version that no page is
+    written to (`AHEAD`) while the run reads and fingerprints its source, before it knows
+    whom it takes: 100,000 links take seconds, mostly waiting on the file system, which
+    reading the source leaves idle. The carry then keeps the links of the children it
+    takes, drops the others and makes the folder the version's pages (`adopt`), before
+    any page is rendered; a run that takes no child drops them all (`discard`). Linking
+    stops at the first failure: the carry links whatever is missing itself."""
 
-    def look_up() -> None:
+    def __init__(self, published: Path, version: Path) -> None:
+        self.folder = version / AHEAD
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._link, args=(published,),
+                                        name="pages-ahead", daemon=True)
+        self._thread.start()
+
+    def _link(self, published: Path) -> None:
         _behind_the_run()
-        for folder in folders:
-            if stop.is_set() or not folder.is_dir():
-                continue
-            try:  # `du` reads every file's inode, as linking it will
-                subprocess.run(["du", "-s", "."], cwd=folder, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, check=False)
-            except OSError:  # no `du` here: the links will find the files themselves
-                return
+        try:
+            names = sorted(os.listdir(published))
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for start in range(0, len(names), LINKS_PER_CALL):
+                if self._stop.is_set():
+                    return
+                _link_pages(published, self.folder, names[start:start + LINKS_PER_CALL])
+        except (CarryError, OSError):
+            return
 
-    thread = threading.Thread(target=look_up, name="read-ahead", daemon=True)
-    thread.start()
+    def _stopped(self) -> set[str]:
+        self._stop.set()
+        self._thread.join()
+        return set(os.listdir(self.folder)) if self.folder.is_dir() else set()
+
+    def adopt(self, pages: Path, wanted: list[str]) -> list[str]:
+        """Make the links of `wanted` the version's folder of pages `pages` (not yet
+        made); the names of `wanted` still to link."""
+        linked = self._stopped()
+        for name in linked.difference(wanted):
+            (self.folder / name).unlink()
+        if self.folder.is_dir() and not pages.exists():
+            pages.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(self.folder, pages)
+        else:
+            self.discard()
+            linked = set()
+        return [name for name in wanted if name not in linked]
+
+    def discard(self) -> None:
+        self._stopped()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+# The version's folder of pages linked ahead, until the carry makes it site/children.
+AHEAD = ".pages-ahead"
+
+
+@contextmanager
+def pages_ahead(out: Path, version: Path, shards: int, rules_hash: str, code: str
+                ) -> Iterator[PagesAhead | None]:
+    """Link the published pages ahead (`PagesAhead`) when the published output could
+    lend this run children: cut into as many shards, by the same rules and code. Leaving
+    the block stops the linking."""
+    current = (out / sinks.CURRENT).resolve()
     try:
-        yield
+        manifest = json.loads((current / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = {}
+    if (manifest.get("shards") != shards or manifest.get("code") != code
+            or manifest.get("rules", {}).get("hash") != rules_hash
+            or not (current / SITE / CHILDREN).is_dir()):
+        yield None
+        return
+    ahead = PagesAhead(current / SITE / CHILDREN, version)
+    try:
+        yield ahead
     finally:
-        stop.set()
-        thread.join()
+        ahead._stopped()
 
 
 def _behind_the_run() -> None:

@@ -12,12 +12,14 @@ import pytest
 
 from flows import sinks
 from flows.carry import (
+    AHEAD,
+    PagesAhead,
     Taken,
     _carry_partition,
     _link_pages,
     _merge_table,
     _small_dictionaries,
-    reading_ahead,
+    pages_ahead,
 )
 from transforms.fingerprint import UNNAMED
 
@@ -113,17 +115,56 @@ def test_pages_are_linked_and_a_page_there_already_is_left_as_it_is(tmp_path):
     assert (old / "b.html").read_text() == "b.html"
 
 
-def test_reading_ahead_changes_nothing_and_is_over_when_the_block_ends(tmp_path):
-    version = tmp_path / "out" / sinks.VERSIONS / "run-1"
-    pages = version / "site" / "children"
+def _published_pages(tmp_path, count: int = 30) -> Path:
+    pages = tmp_path / "published" / "site" / "children"
     pages.mkdir(parents=True)
-    for number in range(50):
-        (pages / f"p{number}.html").write_text("<p>page</p>")
-    os.symlink(Path(sinks.VERSIONS) / "run-1", tmp_path / "out" / sinks.CURRENT)
-    before = sorted((p.name, p.stat().st_nlink, p.read_text()) for p in pages.iterdir())
-    with reading_ahead(tmp_path / "out"):
-        pass
-    assert not [t for t in threading.enumerate() if t.name == "read-ahead"]
-    assert sorted((p.name, p.stat().st_nlink, p.read_text()) for p in pages.iterdir()) == before
-    with reading_ahead(tmp_path / "nothing-published-yet"):
-        pass
+    for number in range(count):
+        (pages / f"p{number}.html").write_text(f"<p>page {number}</p>")
+    return pages
+
+
+def test_pages_linked_ahead_keep_only_the_children_taken(tmp_path):
+    published = _published_pages(tmp_path)
+    version = tmp_path / "version"
+    ahead = PagesAhead(published, version)
+    ahead._thread.join()  # linked before the run knows whom it takes (else stopped there)
+    wanted = [f"p{number}.html" for number in range(0, 30, 2)] + ["p99.html"]
+    target = version / "site" / "children"
+    still = ahead.adopt(target, wanted)
+    assert still == ["p99.html"]  # not published: the carry must say so itself
+    assert sorted(p.name for p in target.iterdir()) == sorted(wanted[:-1])
+    for name in wanted[:-1]:  # links of the published pages, not copies
+        assert (target / name).stat().st_ino == (published / name).stat().st_ino
+    assert not (version / AHEAD).exists()
+    assert not [t for t in threading.enumerate() if t.name == "pages-ahead"]
+
+
+def test_pages_linked_ahead_are_all_dropped_when_no_child_is_taken(tmp_path):
+    published = _published_pages(tmp_path)
+    version = tmp_path / "version"
+    ahead = PagesAhead(published, version)
+    ahead.discard()
+    assert not (version / AHEAD).exists()
+    assert len(list(published.iterdir())) == 30  # the published pages are untouched
+    assert all(p.stat().st_nlink == 1 for p in published.iterdir())
+
+
+def test_pages_are_linked_ahead_only_from_an_output_that_could_lend_children(tmp_path):
+    out = tmp_path / "out"
+    version = out / sinks.VERSIONS / "run-1"
+    _published_pages(tmp_path)
+    version.mkdir(parents=True)
+    os.rename(tmp_path / "published" / "site", version / "site")
+    os.symlink(Path(sinks.VERSIONS) / "run-1", out / sinks.CURRENT)
+    sinks.write_json({"shards": 2, "code": "c1", "rules": {"hash": "r1"}},
+                     version / "manifest.json")
+    new = out / sinks.VERSIONS / "run-2"
+    for shards, code, rules in ((3, "c1", "r1"), (2, "c2", "r1"), (2, "c1", "r2")):
+        with pages_ahead(out, new, shards, rules, code) as ahead:
+            assert ahead is None
+    with pages_ahead(out, new, 2, "r1", "c1") as ahead:
+        assert ahead is not None
+        ahead._thread.join()
+    assert len(list((new / AHEAD).iterdir())) == 30
+    with pages_ahead(tmp_path / "nothing-published-yet", new, 2, "r1", "c1") as ahead:
+        assert ahead is None
