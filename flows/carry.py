@@ -237,10 +237,11 @@ class PagesAhead:
         try:
             names = sorted(os.listdir(published))
             self.folder.mkdir(parents=True, exist_ok=True)
-            for start in range(0, len(names), LINKS_PER_CALL):
+            for start in range(0, len(names), AHEAD_LINKS_PER_CALL):
                 if self._stop.is_set():
                     return
-                _link_pages(published, self.folder, names[start:start + LINKS_PER_CALL])
+                _link_pages(published, self.folder,
+                            names[start:start + AHEAD_LINKS_PER_CALL])
         except (CarryError, OSError):
             return
 
@@ -270,6 +271,9 @@ class PagesAhead:
 
 # The version's folder of pages linked ahead, until the carry makes it site/children.
 AHEAD = ".pages-ahead"
+# Pages linked ahead by one `ln`: fewer than the carry's, as the run waits for the call
+# under way when it stops the linking.
+AHEAD_LINKS_PER_CALL = 1000
 
 
 @contextmanager
