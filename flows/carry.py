@@ -171,13 +171,16 @@ class Carry:
         output's (the pages of the children built are rendered from them while the
         partitions and pages are still being carried)."""
         # The check and the merges are Arrow's work, which does not hold the interpreter
-        # lock: side by side.
+        # lock: side by side. A run over the whole source needs no check: a child it
+        # carries has the records it had, so a record of a child it rebuilds would be held
+        # by both, and children holding one key are rebuilt (`flows/incremental.py`).
         with ThreadPoolExecutor(max_workers=3) as beside:
             moved = beside.submit(_refuse_moved_records, self.previous, self.version,
-                                  self.taken)
+                                  self.taken) if self.taken.replaced is not None else None
             list(beside.map(lambda name: _merge_table(self.previous, self.version, name,
                                                       self.taken), sinks.ROW_ORDER))
-            moved.result()
+            if moved is not None:
+                moved.result()
 
     def finish(self) -> Carried:
         """Wait for the partitions and pages (after `merge_tables`)."""

@@ -201,3 +201,36 @@ def test_a_run_for_some_children_refuses_full_and_since(source, tmp_path):
             build_chronologies(source=str(source), out=str(tmp_path), children=["C1"],
                                **choice)
     assert not any(tmp_path.iterdir())  # refused before touching the output
+
+
+def test_a_record_that_moved_between_children_rebuilds_both_or_stops_a_partial_run(
+        source, tmp_path):
+    # A contact moved from one child to another (two person records merged, say). A run
+    # for the new child alone would leave the contact on the old child's published page
+    # too, so it stops and names that child; a run over the whole source sees both
+    # children's records change and rebuilds both.
+    moved_source = tmp_path / "ssd.sqlite"
+    shutil.copy(source, moved_source)
+    out = tmp_path / "out"
+    build_chronologies(source=str(moved_source), out=str(out), shards=3, as_of=AS_OF)
+    events = ds.dataset(out / sinks.CURRENT / "events", partitioning="hive").to_table(
+        columns=["child_id", "source_table", "source_id", "event_date"]).to_pandas()
+    # The latest contact, moved to a child born before it (so that it stays valid).
+    latest = events[events["source_table"] == "ssd_contacts"].sort_values("event_date").iloc[-1]
+    old_child, contact = latest["child_id"], latest["source_id"]
+    children = pd.read_parquet(out / sinks.CURRENT / "children.parquet")
+    new_child = children[(children["child_id"] != old_child)
+                         & (children["birth_date"] < latest["event_date"])]["child_id"].iloc[0]
+    with sqlite3.connect(moved_source) as db:
+        db.execute("update ssd_contacts set cont_person_id = ? where cont_contact_id = ?",
+                   (new_child, contact))
+    with pytest.raises(RunFailed, match=f"published pages of 1 other child.*{old_child}"):
+        build_chronologies(source=str(moved_source), out=str(out), shards=3, as_of=AS_OF,
+                           children=[new_child])
+    whole = build_chronologies(source=str(moved_source), out=str(out), shards=3, as_of=AS_OF)
+    assert whole["published"] and whole["rebuilt_because"]["records changed"] == 2
+    events = ds.dataset(out / sinks.CURRENT / "events", partitioning="hive").to_table(
+        columns=["child_id", "source_table", "source_id"]).to_pandas()
+    holders = events[(events["source_table"] == "ssd_contacts")
+                     & (events["source_id"] == contact)]["child_id"]
+    assert set(holders) == {new_child}
