@@ -205,10 +205,7 @@ def nothing_made(previous: Path, version: Path, shards: int) -> Made:
                 _link(old / sinks.BUILT, new / sinks.BUILT)
 
     def none_of(name: str) -> pd.DataFrame:
-        if not (previous / name).exists():
-            raise CarryError(f"the current output has no {name} (an older chronology made "
-                             "it): rebuild every child")
-        return pq.read_schema(previous / name).empty_table().to_pandas()
+        return pq.read_schema(_published_table(previous, name)).empty_table().to_pandas()
 
     return Made(rejects=none_of("rejects.parquet"), findings=none_of("findings.parquet"),
                 people=none_of("people.parquet"), children=none_of("children.parquet"),
@@ -287,12 +284,10 @@ def pages_ahead(out: Path, version: Path, shards: int, rules_hash: str, code: st
     the block stops the linking."""
     current = (out / sinks.CURRENT).resolve()
     try:
-        manifest = json.loads((current / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        manifest = {}
-    if (manifest.get("shards") != shards or manifest.get("code") != code
-            or manifest.get("rules", {}).get("hash") != rules_hash
-            or not (current / SITE / CHILDREN).is_dir()):
+        lends = check_compatible(current, shards, rules_hash).get("code") == code
+    except (OSError, ValueError, CarryError):  # nothing published, or not for this run
+        lends = False
+    if not lends or not (current / SITE / CHILDREN).is_dir():
         yield None
         return
     ahead = PagesAhead(current / SITE / CHILDREN, version)
@@ -334,10 +329,7 @@ def _refuse_moved_records(previous: Path, version: Path, taken: Taken) -> None:
 def _merge_table(previous: Path, version: Path, name: str, taken: Taken) -> None:
     """One of the run's tables with the rows `taken` from the published output's, in
     Arrow: a pandas round trip of 100,000 children's rows made Python strings of them."""
-    if not (previous / name).exists():
-        raise CarryError(f"the current output has no {name} (an older chronology made it): "
-                         "rebuild every child")
-    old = pq.read_table(previous / name)
+    old = pq.read_table(_published_table(previous, name))
     new = pq.read_table(version / name)
     keep = taken.arrow_rows(old["child_id"])
     if taken.replaced is not None and "record_id" in old.column_names and new.num_rows:
@@ -362,6 +354,15 @@ def _merge_table(previous: Path, version: Path, name: str, taken: Taken) -> None
     order = pc.sort_indices(merged, sort_keys=[(column, "ascending")
                                                for column in sinks.ROW_ORDER[name]])
     pq.write_table(merged.take(order), version / name)
+
+
+def _published_table(previous: Path, name: str) -> Path:
+    """The path of one of the published output's tables, which an older chronology may
+    not have made."""
+    if not (previous / name).exists():
+        raise CarryError(f"the current output has no {name} (an older chronology made it): "
+                         "rebuild every child")
+    return previous / name
 
 
 def _record_keys(rows: pa.Table) -> pa.Array:
