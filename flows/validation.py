@@ -170,7 +170,6 @@ def _remember_configurations() -> None:
         return found[1]
 
     configuration._chronology_remembered = True  # type: ignore[attr-defined]
-    configuration._built_by = build  # type: ignore[attr-defined]
     Expectation.configuration = property(configuration)
 
 
