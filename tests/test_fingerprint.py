@@ -12,14 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.conform import existence_checks
+from transforms import fingerprint
 from transforms.fingerprint import (
     UNNAMED,
     column_hashes,
     dated_from,
+    fingerprints,
     row_children,
     source_facts,
-    table_rows,
 )
 from transforms.freshness import stale_on
 from transforms.prepare import known_ids
@@ -122,15 +122,25 @@ def test_a_key_two_children_hold_marks_both_and_changes_when_it_is_no_longer_sha
 
 def test_whether_an_id_a_row_points_at_exists_is_part_of_its_hash():
     raw = _source(CONTACTS)
-    spec = TABLES_BY_NAME["ssd_contacts"]
-    child = pc.dictionary_encode(raw["ssd_contacts"]["cont_person_id"].combine_chunks())
     known = known_ids(raw)
-    with_parent = table_rows(spec, raw["ssd_contacts"], child, known,
-                             existence_checks(spec)).hashes
-    without = table_rows(spec, raw["ssd_contacts"], child,
-                         {**known, ("ssd_person", "pers_person_id"): pa.array(["C1", "C2"])},
-                         existence_checks(spec)).hashes
-    assert (with_parent != without).tolist() == [False, False, False, True]
+    of_rows = row_children(raw, TABLES_BY_NAME)
+    with_person = fingerprints(raw, TABLES_BY_NAME, of_rows, known)["fingerprint"]
+    # The same rows, but the person table no longer holds C3.
+    without = fingerprints(raw, TABLES_BY_NAME, of_rows,
+                           {**known, ("ssd_person", "pers_person_id"): pa.array(["C1", "C2"])}
+                           )["fingerprint"]
+    assert (with_person != without).to_dict() == {"C1": False, "C2": False, "C3": True}
+
+
+def test_a_table_hashed_in_slices_gives_the_fingerprints_it_gives_whole(monkeypatch):
+    contacts = [(f"K{n}", f"C{n % 3 + 1}", f"2025-01-{n % 28 + 1:02d}", ["Police", None][n % 2])
+                for n in range(20)]
+    # K1 twice: whether a key repeats is settled across slices.
+    raw = _source([*contacts, ("K1", "C3", "2025-05-05", "School")])
+    whole = _facts(raw)
+    monkeypatch.setattr(fingerprint, "SLICE_ROWS", 3)
+    assert _facts(raw).equals(whole)
+    assert whole["shares_keys"].to_dict() == {"C1": False, "C2": True, "C3": True}
 
 
 def test_records_dated_after_as_of_and_since_are_found_by_child():

@@ -32,8 +32,10 @@ _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _NULL = np.uint64(0x5BD1E9955BD1E995)
-# Strings are hashed in slices of this many rows, to bound the temporary arrays.
-_SLICE_ROWS = 1 << 20
+# Tables are hashed in slices of this many rows: the threads share the slices of a large
+# table as they share small tables, and strings are hashed a slice at a time, bounding
+# the temporary arrays.
+SLICE_ROWS = 1 << 20
 # The id under which rows that name no child are fingerprinted, as one group: it cannot
 # be a real id (a NUL character), and is written as a missing id.
 UNNAMED = "\0"
@@ -159,8 +161,8 @@ def column_hashes(column: pa.ChunkedArray | pa.Array, distinct: bool = False) ->
     if _is_text(kind) and not distinct:
         return _encoded_hashes(pc.dictionary_encode(array))
     if _is_text(kind):
-        hashes = np.concatenate([_string_hashes(array.slice(start, _SLICE_ROWS))
-                                 for start in range(0, len(array), _SLICE_ROWS)]
+        hashes = np.concatenate([_string_hashes(array.slice(start, SLICE_ROWS))
+                                 for start in range(0, len(array), SLICE_ROWS)]
                                 or [np.zeros(0, np.uint64)])
     elif pa.types.is_boolean(kind):
         hashes = _mix(array.fill_null(False).to_numpy(zero_copy_only=False)
@@ -208,26 +210,33 @@ class ChildRows:
     shared_keys: pa.Array     # children holding a key another child's row holds too
 
 
-def table_rows(table: SourceTable, raw: pa.Table, child: pa.DictionaryArray,
-               known: dict[tuple[str, str], pa.Array],
-               references: list[tuple[str, str, str]]) -> ChildRows:
-    """Hash each row of one raw table, with the whole-source facts that decide its fate:
-    whether its key is held by another row, and whether each id it points at exists.
-    `child` is each row's child, as `row_children` gives it."""
+@dataclass(frozen=True)
+class _SliceHashes:
+    """The hashes of a slice of a table's rows: all but whether a row's key repeats,
+    which only the whole table settles."""
+
+    key: pa.Array            # each row's key, trimmed...
+    key_hashes: np.ndarray   # ...and its hash
+    sums: np.ndarray         # each row's hash before the table's facts (`row_hashes`)
+
+
+def _slice_hashes(table: SourceTable, raw: pa.Table, child: pa.DictionaryArray,
+                  known: dict[tuple[str, str], pa.Array],
+                  references: list[tuple[str, str, str]]) -> _SliceHashes:
+    """Hash each row of (a slice of) one raw table, with whether each id it points at
+    exists. `child` is each row's child, as `row_children` gives it."""
     # The build judges keys and references trimmed, blank being none: so do the facts.
     key = trimmed(raw[table.key])
     key_hashes = column_hashes(key, distinct=True)
     codes = child.indices.to_numpy(zero_copy_only=False)
-    named = child.dictionary.take(child.indices)
     # The key and person columns hold one value a row: their trimmed values are hashed
     # already, and nearly every raw value is its trimmed value.
     hashed = {table.key: (key, key_hashes)}
     if table.person in raw.column_names:
-        hashed[table.person] = (named, column_hashes(child.dictionary, distinct=True)[codes])
+        hashed[table.person] = (child.dictionary.take(child.indices),
+                                column_hashes(child.dictionary, distinct=True)[codes])
     columns = [(name, _raw_hashes(raw[name], *hashed[name]) if name in hashed
                 else column_hashes(raw[name])) for name in raw.column_names]
-    repeated, shared = _repeated_keys(key, key_hashes, named)
-    columns.append(("_key_repeated", repeated.astype(np.uint64)))
     for column, target, target_key in references:
         ids = known.get((target, target_key), pa.array([], pa.string()))
         if column in (OWNER_PERSON, table.person):
@@ -237,10 +246,22 @@ def table_rows(table: SourceTable, raw: pa.Table, child: pa.DictionaryArray,
         else:
             exists = pc.is_in(trimmed(raw[column]), value_set=ids)
         columns.append((f"_exists:{column}", column_hashes(exists)))
-    hashes = row_hashes(columns, raw.num_rows)
+    return _SliceHashes(key, key_hashes, row_hashes(columns, raw.num_rows))
+
+
+def _table_rows(table: SourceTable, child: pa.DictionaryArray, slices: list[_SliceHashes]
+                ) -> ChildRows:
+    """The rows of a whole table, from the hashes of its slices, in order: with whether
+    each row's key is held by another row, and which children share keys."""
+    key = pa.chunked_array([part.key for part in slices], pa.string())
+    key_hashes = np.concatenate([part.key_hashes for part in slices])
+    repeated, shared = _repeated_keys(key, key_hashes, child.dictionary.take(child.indices))
+    sums = np.concatenate([part.sums for part in slices])
+    sums += row_hashes([("_key_repeated", repeated.astype(np.uint64))], len(sums))
     with np.errstate(over="ignore"):
-        hashes = _mix(hashes + salt(table.name))
-    return ChildRows(children=child.dictionary, codes=codes, hashes=hashes,
+        hashes = _mix(sums + salt(table.name))
+    return ChildRows(children=child.dictionary,
+                     codes=child.indices.to_numpy(zero_copy_only=False), hashes=hashes,
                      shared_keys=shared)
 
 
@@ -280,7 +301,7 @@ def trimmed(values: pa.ChunkedArray | pa.Array) -> pa.Array:
     return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
 
 
-def _repeated_keys(key: pa.Array, key_hashes: np.ndarray, child: pa.Array
+def _repeated_keys(key: pa.ChunkedArray, key_hashes: np.ndarray, child: pa.Array
                    ) -> tuple[np.ndarray, pa.Array]:
     """Which rows hold a key another row holds too, and the children holding a key that
     another child (or a row naming none: `UNNAMED`) holds. Equal hashes find the few
@@ -388,13 +409,26 @@ def fingerprints(raw: dict[str, pa.Table], tables: dict[str, SourceTable],
                  children_of_rows: dict[str, pa.DictionaryArray],
                  known: dict[tuple[str, str], pa.Array], map_tables: Callable = map
                  ) -> pd.DataFrame:
-    """`child_fingerprints` of every child of the whole source `raw`; `map_tables` runs
-    the tables (a thread pool's `map` runs them side by side: NumPy and Arrow release
-    the GIL)."""
+    """`child_fingerprints` of every child of the whole source `raw`. `map_tables` runs
+    slices of the tables (a thread pool's `map` runs them side by side: NumPy and Arrow
+    release the GIL), then the tables: a large table is hashed in slices, so that the
+    threads share it as they share the others."""
     largest_first = sorted(raw, key=lambda name: -raw[name].num_rows)
+    slices = [(name, start) for name in largest_first
+              for start in range(0, max(raw[name].num_rows, 1), SLICE_ROWS)]
+
+    def hash_slice(name: str, start: int) -> _SliceHashes:
+        return _slice_hashes(tables[name], raw[name].slice(start, SLICE_ROWS),
+                             children_of_rows[name].slice(start, SLICE_ROWS), known,
+                             existence_checks(tables[name]))
+
+    hashed: dict[str, list[_SliceHashes]] = {}
+    for (name, _), part in zip(slices, map_tables(lambda job: hash_slice(*job), slices),
+                               strict=True):
+        hashed.setdefault(name, []).append(part)
     return child_fingerprints(map_tables(
-        lambda name: table_rows(tables[name], raw[name], children_of_rows[name], known,
-                                existence_checks(tables[name])), largest_first))
+        lambda name: _table_rows(tables[name], children_of_rows[name], hashed[name]),
+        largest_first))
 
 
 @dataclass(frozen=True)
