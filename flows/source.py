@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -222,13 +223,20 @@ def _as_text(result: pa.Table) -> pa.Table:
     return result
 
 
-def _layout(url: URL, table: SourceTable
-            ) -> tuple[list[tuple[int, int] | None], frozenset[str]]:
+class _Part(NamedTuple):
+    """A part of a table to read: a range of rowids (None: the whole table), and about how
+    many rows it holds (0: not known)."""
+
+    rowids: tuple[int, int] | None
+    rows: int
+
+
+def _layout(url: URL, table: SourceTable) -> tuple[list[_Part], frozenset[str]]:
     """For an SQLite table: rowid ranges of at most PART_ROWS rows (one part for a small
     table), and the columns declared as text (SQLite's text affinity: a declared type
     naming CHAR, CLOB or TEXT, and not INT). Other sources: one part, every column cast."""
     if url.get_backend_name() != "sqlite":
-        return [None], frozenset()
+        return [_Part(None, 0)], frozenset()
     import sqlite3
 
     with sqlite3.connect(f"file:{url.database}?mode=ro", uri=True) as connection:
@@ -238,8 +246,9 @@ def _layout(url: URL, table: SourceTable
     text = frozenset(c for c in table.columns if "INT" not in declared.get(c.lower(), "INT")
                      and any(word in declared[c.lower()] for word in ("CHAR", "CLOB", "TEXT")))
     if not highest or highest <= PART_ROWS:
-        return [None], text
-    return [(low, low + PART_ROWS) for low in range(0, highest, PART_ROWS)], text
+        return [_Part(None, highest or 0)], text
+    return [_Part((low, low + PART_ROWS), min(PART_ROWS, highest - low))
+            for low in range(0, highest, PART_ROWS)], text
 
 
 def _refuse_shared_keys(url: URL, present: Sequence[SourceTable],
@@ -294,13 +303,17 @@ def read_source(url: URL, tables: Sequence[SourceTable], children: Sequence[str]
     if children is not None:
         _refuse_shared_keys(url, present, children)
     layouts = {table.name: _layout(url, table) for table in present}
-    jobs = [(table, rowids) for table in present for rowids in layouts[table.name][0]]
+    jobs = [(table, part) for table in present for part in layouts[table.name][0]]
+    # The largest parts first, so that the threads finish together rather than one
+    # reading the last large part alone.
+    order = sorted(range(len(jobs)), key=lambda job: -jobs[job][1].rows)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = list(pool.map(
-            lambda job: _read(url, select_sql(job[0], url.get_backend_name(), children, job[1],
-                                              layouts[job[0].name][1])),
-            jobs))
+        read = dict(zip(order, pool.map(
+            lambda job: _read(url, select_sql(jobs[job][0], url.get_backend_name(), children,
+                                              jobs[job][1].rowids,
+                                              layouts[jobs[job][0].name][1])),
+            order), strict=True))
     parts: dict[str, list[pa.Table]] = {}
-    for (table, _), result in zip(jobs, results, strict=True):
-        parts.setdefault(table.name, []).append(result)
+    for job, (table, _) in enumerate(jobs):  # each table's parts in rowid order
+        parts.setdefault(table.name, []).append(read[job])
     return {name: pa.concat_tables(chunks) for name, chunks in parts.items()}
