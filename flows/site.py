@@ -113,10 +113,10 @@ def render_shard(version: Path, number: int, shards: int, rules: Rules, run: Run
     already."""
     children, periods = tables if tables is not None else (
         pd.read_parquet(version / "children.parquet"), None)
-    in_shard = shard_of(children["child_id"], shards) == number
-    if only is not None:
-        in_shard &= children["child_id"].isin(only).to_numpy(dtype=bool)
-    children = children[in_shard].sort_values("child_id", ignore_index=True)
+    if only is not None:  # the few children asked for first: hashing every id is not free
+        children = children[children["child_id"].isin(only).to_numpy(dtype=bool)]
+    children = children[shard_of(children["child_id"], shards) == number].sort_values(
+        "child_id", ignore_index=True)
     if children.empty:  # nothing to remake here: the shard's data need not be read
         return np.array([], dtype=np.int64)
     wanted = set(children["child_id"])
