@@ -233,7 +233,7 @@ class PagesAhead:
         self._thread.start()
 
     def _link(self, published: Path) -> None:
-        _below_the_run()
+        _behind_the_run()
         try:
             names = sorted(os.listdir(published))
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -298,23 +298,11 @@ def pages_ahead(out: Path, version: Path, shards: int, rules_hash: str, code: st
 
 
 def _behind_the_run() -> None:
-    """Let this thread run only on processor time the run leaves idle (Linux's SCHED_IDLE
-    policy, for this thread alone; where there is none, the lowest priority): the run
-    waits for its own work first. Carrying at a lower priority (nice 10) still took
-    processor time from the work of a 1% rerun, where the cores are seldom both busy."""
+    """Lower the priority of this thread (on Linux, a thread's own), so that the work the
+    run waits for comes first and carrying takes the processor time it leaves."""
     try:
-        os.sched_setscheduler(threading.get_native_id(), os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):  # not Linux, or not allowed
-        _below_the_run(19)
-
-
-def _below_the_run(niceness: int = 10) -> None:
-    """Lower the priority of this thread (on Linux, a thread's own): for work that must
-    go on while the run keeps both cores busy, as linking pages ahead does while the run
-    reads its source (an idle thread would then link next to nothing)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
-    except (AttributeError, OSError):  # not allowed: at equal priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):  # not Linux, or not allowed: carry at equal priority
         pass
 
 
