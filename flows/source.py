@@ -304,16 +304,17 @@ def read_source(url: URL, tables: Sequence[SourceTable], children: Sequence[str]
         _refuse_shared_keys(url, present, children)
     layouts = {table.name: _layout(url, table) for table in present}
     jobs = [(table, part) for table in present for part in layouts[table.name][0]]
-    # The largest parts first, so that the threads finish together rather than one
-    # reading the last large part alone.
-    order = sorted(range(len(jobs)), key=lambda job: -jobs[job][1].rows)
+
+    def read_part(table: SourceTable, part: _Part) -> pa.Table:
+        return _read(url, select_sql(table, url.get_backend_name(), children, part.rowids,
+                                     layouts[table.name][1]))
+
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        read = dict(zip(order, pool.map(
-            lambda job: _read(url, select_sql(jobs[job][0], url.get_backend_name(), children,
-                                              jobs[job][1].rowids,
-                                              layouts[jobs[job][0].name][1])),
-            order), strict=True))
-    parts: dict[str, list[pa.Table]] = {}
-    for job, (table, _) in enumerate(jobs):  # each table's parts in rowid order
-        parts.setdefault(table.name, []).append(read[job])
+        # The largest parts first, so that the threads finish together rather than one
+        # reading the last large part alone.
+        reads = {job: pool.submit(read_part, *jobs[job])
+                 for job in sorted(range(len(jobs)), key=lambda job: -jobs[job][1].rows)}
+        parts: dict[str, list[pa.Table]] = {}
+        for job, (table, _) in enumerate(jobs):  # each table's parts in rowid order
+            parts.setdefault(table.name, []).append(reads[job].result())
     return {name: pa.concat_tables(chunks) for name, chunks in parts.items()}

@@ -217,6 +217,7 @@ class _SliceHashes:
 
     key: pa.Array            # each row's key, trimmed...
     key_hashes: np.ndarray   # ...and its hash
+    named: pa.Array          # each row's child
     sums: np.ndarray         # each row's hash before the table's facts (`row_hashes`)
 
 
@@ -229,12 +230,12 @@ def _slice_hashes(table: SourceTable, raw: pa.Table, child: pa.DictionaryArray,
     key = trimmed(raw[table.key])
     key_hashes = column_hashes(key, distinct=True)
     codes = child.indices.to_numpy(zero_copy_only=False)
+    named = child.dictionary.take(child.indices)
     # The key and person columns hold one value a row: their trimmed values are hashed
     # already, and nearly every raw value is its trimmed value.
     hashed = {table.key: (key, key_hashes)}
     if table.person in raw.column_names:
-        hashed[table.person] = (child.dictionary.take(child.indices),
-                                column_hashes(child.dictionary, distinct=True)[codes])
+        hashed[table.person] = (named, column_hashes(child.dictionary, distinct=True)[codes])
     columns = [(name, _raw_hashes(raw[name], *hashed[name]) if name in hashed
                 else column_hashes(raw[name])) for name in raw.column_names]
     for column, target, target_key in references:
@@ -246,7 +247,7 @@ def _slice_hashes(table: SourceTable, raw: pa.Table, child: pa.DictionaryArray,
         else:
             exists = pc.is_in(trimmed(raw[column]), value_set=ids)
         columns.append((f"_exists:{column}", column_hashes(exists)))
-    return _SliceHashes(key, key_hashes, row_hashes(columns, raw.num_rows))
+    return _SliceHashes(key, key_hashes, named, row_hashes(columns, raw.num_rows))
 
 
 def _table_rows(table: SourceTable, child: pa.DictionaryArray, slices: list[_SliceHashes]
@@ -255,7 +256,8 @@ def _table_rows(table: SourceTable, child: pa.DictionaryArray, slices: list[_Sli
     each row's key is held by another row, and which children share keys."""
     key = pa.chunked_array([part.key for part in slices], pa.string())
     key_hashes = np.concatenate([part.key_hashes for part in slices])
-    repeated, shared = _repeated_keys(key, key_hashes, child.dictionary.take(child.indices))
+    named = pa.chunked_array([part.named for part in slices], child.dictionary.type)
+    repeated, shared = _repeated_keys(key, key_hashes, named)
     sums = np.concatenate([part.sums for part in slices])
     sums += row_hashes([("_key_repeated", repeated.astype(np.uint64))], len(sums))
     with np.errstate(over="ignore"):
@@ -301,7 +303,7 @@ def trimmed(values: pa.ChunkedArray | pa.Array) -> pa.Array:
     return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
 
 
-def _repeated_keys(key: pa.ChunkedArray, key_hashes: np.ndarray, child: pa.Array
+def _repeated_keys(key: pa.ChunkedArray, key_hashes: np.ndarray, child: pa.ChunkedArray
                    ) -> tuple[np.ndarray, pa.Array]:
     """Which rows hold a key another row holds too, and the children holding a key that
     another child (or a row naming none: `UNNAMED`) holds. Equal hashes find the few
