@@ -22,7 +22,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows import sinks
+from flows import sinks, verdicts
 from flows.carry import (
     Carried,
     Carry,
@@ -125,10 +125,10 @@ def prepare_tables(raw: dict[str, pa.Table], known: dict, workers: int) -> Prepa
 
 @task(cache_policy=NO_CACHE)
 def validate_source_tables(names: tuple[str, ...], prepared: Prepared, as_of: pd.Timestamp,
-                           runner: SuiteRunner, shards: int
+                           runner: SuiteRunner, shards: int, earlier: verdicts.Earlier
                            ) -> list[tuple[list[pd.DataFrame], TableOutcome]]:
     return [validate_table(name, prepared.frames[name], prepared.births, prepared.known,
-                           as_of, runner, shards) for name in names]
+                           as_of, runner, shards, earlier) for name in names]
 
 
 @task(cache_policy=NO_CACHE)
@@ -143,14 +143,15 @@ def build_unit(unit: tuple[int, ...], kept: dict[str, pd.DataFrame], as_of: pd.T
 
 
 @task(cache_policy=NO_CACHE)
-def write_outputs(version: Path, rejects: pd.DataFrame, findings: pd.DataFrame,
-                  people: pd.DataFrame, children: pd.DataFrame, periods: pd.DataFrame,
-                  fingerprints: pd.DataFrame, validation: list[dict]) -> None:
-    for name, frame in (("rejects.parquet", rejects), ("findings.parquet", findings),
-                        ("people.parquet", people), ("children.parquet", children),
-                        ("periods.parquet", periods), (FINGERPRINTS, fingerprints)):
+def write_outputs(version: Path, made: Made, fingerprints: pd.DataFrame,
+                  verdicts_from: Path | None, as_of: pd.Timestamp, run_id: str) -> None:
+    for name, frame in (("rejects.parquet", made.rejects), ("findings.parquet", made.findings),
+                        ("people.parquet", made.people), ("children.parquet", made.children),
+                        ("periods.parquet", made.periods), (FINGERPRINTS, fingerprints)):
         sinks.write_ordered(frame, version, name)
-    sinks.write_json({"results": validation}, version / "validation" / "results.json")
+    sinks.write_json({"results": made.validation, "rows": made.rows_checked},
+                     version / "validation" / "results.json")
+    verdicts.write_verdicts(version, verdicts_from, made.found, as_of, run_id)
 
 
 @contextmanager
@@ -230,6 +231,7 @@ def build_chronologies(
         # What killed or failed runs left behind goes first, while no one else can write.
         clean_up(Path(out), keep_versions)
         version = sinks.version_dir(Path(out), run_id)
+        verdicts_from = verdicts.published(Path(out), code, full)
         # A run over the whole source will likely take most children from the published
         # output: their pages are linked while it reads.
         ahead = background.enter_context(pages_ahead(
@@ -284,8 +286,10 @@ def build_chronologies(
             lap("prepare")
 
             runner = SuiteRunner()
+            earlier = verdicts.earlier(verdicts_from, data_as_of)
             validated = [table for f in [
-                validate_source_tables.submit(names, prepared, data_as_of, runner, shards)
+                validate_source_tables.submit(names, prepared, data_as_of, runner, shards,
+                                              earlier)
                 for names in table_batches({name: len(frame) for name, frame
                                             in prepared.frames.items()}, workers)]
                          for table in f.result()]
@@ -311,8 +315,7 @@ def build_chronologies(
         rejects, findings, people, children_table = (made.rejects, made.findings, made.people,
                                                      made.children)
         freshness = stamps(fingerprints, reuse.children, made.freshness, as_of_date)
-        write_outputs(version, rejects, findings, people, children_table, made.periods,
-                      freshness, made.validation)
+        write_outputs(version, made, freshness, verdicts_from, data_as_of, run_id)
         lap("write")
 
         # A run that built only some children takes every other child from the published
@@ -374,6 +377,11 @@ def build_chronologies(
                 "from_run": carried.from_run, "children": carried.children},
             "rebuilt_because": reuse.rebuilt_because,
             "rows_read": rows_read,
+            # Source rows validated, and those of them whose checked values were judged in
+            # an earlier run and not put to GX again (`flows/verdicts.py`).
+            "source_validation": {
+                "rows": sum(table["rows"] for table in made.rows_checked),
+                "judged_before": sum(table["judged_before"] for table in made.rows_checked)},
             "site": {"path": str(version / "site"), **site.summary()},
             "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
             "versions": _versions(),

@@ -487,11 +487,9 @@ def _link_pages(old: Path, new: Path, names: list[str]) -> None:
 
 
 def _link(old: Path | str, new: Path | str) -> None:
-    """`new` as a second name of `old`'s file, or a copy where links cannot be made."""
+    """`new` as a second name of `old`'s file (`sinks.link`)."""
     try:
-        os.link(old, new)
+        sinks.link(old, new)
     except FileNotFoundError:
         raise CarryError(f"the current output lacks {Path(old).name}: rebuild every child"
                          ) from None
-    except OSError:  # another file system, or one without hard links
-        shutil.copy2(old, new)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,16 @@ def read_partition(dataset: Path, shard: int, columns: list[str] | None = None,
 def _of(children: list[str]) -> pc.Expression:
     """A Parquet read filter: the rows of these children."""
     return pc.is_in(pc.field("child_id"), value_set=pa.array(children, pa.string()))
+
+
+def link(old: Path | str, new: Path | str) -> None:
+    """`new` as a second name of `old`'s file, or a copy where links cannot be made."""
+    try:
+        os.link(old, new)
+    except FileNotFoundError:
+        raise
+    except OSError:  # another file system, or one without hard links
+        shutil.copy2(old, new)
 
 
 def write_json(data: dict[str, Any], path: Path) -> None:

@@ -21,6 +21,7 @@ from expectations import CHRONOLOGY_SUITE, EVENTS_SUITE
 from expectations.generate import AS_OF
 from flows import sinks
 from flows.validation import SuiteRunner
+from flows.verdicts import Earlier, Verdicts
 from transforms import conform, stage
 from transforms.children import children, count_by
 from transforms.freshness import stale_on
@@ -47,6 +48,10 @@ class TableOutcome:
     findings: pd.DataFrame
     validation: list[dict]
     seconds: dict[str, float]
+    # The rows validated and how many of them were judged in an earlier run (not put to
+    # GX again), and what GX found of the others (`flows/verdicts.py`).
+    rows: dict[str, int] = field(default_factory=dict)
+    found: Verdicts = field(default_factory=Verdicts.none)
 
 
 @dataclass
@@ -81,6 +86,10 @@ class Made:
     freshness: pd.DataFrame   # by child: when time alone stales their outputs, new entries
     filtered: pd.DataFrame    # per event type left out: how many and why
     validation: list[dict]    # every GX result, tables' first
+    # By source table: rows validated, and how many were judged in an earlier run...
+    rows_checked: list[dict] = field(default_factory=list)
+    # ...and what GX found of the others (`flows/verdicts.py`)
+    found: dict[str, Verdicts] = field(default_factory=dict)
 
     @classmethod
     def of(cls, prepare_rejects: pd.DataFrame, tables: list[TableOutcome],
@@ -97,17 +106,21 @@ class Made:
             freshness=pd.concat([o.freshness for o in units], ignore_index=True),
             filtered=pd.concat([o.filtered for o in units], ignore_index=True),
             validation=[r for t in tables for r in t.validation] +
-            [r for o in units for r in o.validation])
+            [r for o in units for r in o.validation],
+            rows_checked=[{"suite": t.name, **t.rows} for t in tables],
+            found={t.name: t.found for t in tables})
 
 
 def validate_table(name: str, frame: pd.DataFrame, births: pd.DataFrame,
                    known: dict[tuple[str, str], pa.Array], as_of: pd.Timestamp,
-                   runner: SuiteRunner, shards: int) -> tuple[list[pd.DataFrame], TableOutcome]:
+                   runner: SuiteRunner, shards: int, earlier: Earlier | None = None
+                   ) -> tuple[list[pd.DataFrame], TableOutcome]:
     """Conform one whole source table and run its suite: the kept rows cut into shards
     of children, and the outcome (rejects, findings, validation results, timings).
 
     `known` holds the ids that rows may point at, from the whole source
-    (`transforms.prepare.known_ids`); `births` the children's birth dates.
+    (`transforms.prepare.known_ids`); `births` the children's birth dates; `earlier` what
+    earlier runs found of rows, which are not put to GX again.
     """
     table = TABLES_BY_NAME[name]
     clock = time.perf_counter()
@@ -116,7 +129,7 @@ def validate_table(name: str, frame: pd.DataFrame, births: pd.DataFrame,
         table, conform.with_birth_checks(table, conformed.frame, births)), known)
     conform_s = time.perf_counter() - clock
     failures = runner.run(name, typed, {AS_OF: as_of.isoformat()},
-                          ignore_rows=typed.loc[conform.rejected(typed), "_row"])
+                          ignore_rows=typed.loc[conform.rejected(typed), "_row"], earlier=earlier)
     checked = apply_failures(table, typed, failures.rows)
     validate_s = time.perf_counter() - clock - conform_s
     parts = split_table(conformed.frame.drop(columns=[conform.KEY_COPIES, conform.REJECTED]),
@@ -127,7 +140,9 @@ def validate_table(name: str, frame: pd.DataFrame, births: pd.DataFrame,
         findings=checked.findings,
         validation=[{"suite": name, **s} for s in failures.results],
         seconds={"conform": conform_s, "validate_raw": validate_s,
-                 "split": time.perf_counter() - clock - conform_s - validate_s})
+                 "split": time.perf_counter() - clock - conform_s - validate_s},
+        rows={"rows": len(typed), "judged_before": failures.judged_before},
+        found=failures.found)
 
 
 def stage_unit(unit: tuple[int, ...], kept: dict[str, pd.DataFrame], as_of: pd.Timestamp,

@@ -11,12 +11,16 @@ import logging
 import re
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from expectations import load_suite
+from expectations.generate import AS_OF
+from flows.verdicts import Earlier, Verdicts
+from transforms.fingerprint import frame_hashes
 
 # GX reports progress with tqdm bars and chatty loggers; neither belongs in a nightly log.
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
@@ -35,6 +39,10 @@ class Failures:
 
     rows: pd.DataFrame
     results: list[dict[str, Any]]
+    # When run with earlier verdicts: how many rows were judged before (not put to GX
+    # again), and the verdicts of the rows GX checked now.
+    judged_before: int = 0
+    found: Verdicts = field(default_factory=Verdicts.none)
 
 
 def _uses(expectations: list[dict]) -> list[str]:
@@ -48,6 +56,25 @@ def _uses(expectations: list[dict]) -> list[str]:
         if "show" in expectation["meta"]:
             columns[expectation["meta"]["show"]] = None
     return list(columns)
+
+
+# Expectations that judge each row by its own values alone (no uniqueness, no aggregate).
+ROW_WISE = frozenset({
+    "expect_column_values_to_be_in_set", "expect_column_values_to_be_between",
+    "expect_column_values_to_not_be_null", "expect_column_values_to_not_match_regex",
+    "expect_column_pair_values_a_to_be_greater_than_b"})
+
+
+def verdicts_last(expectations: list[dict]) -> bool:
+    """Whether a row whose checked values passed these expectations passes them again at
+    the same or a later as-of date: each judges a row alone, and the only parameter is the
+    as-of date as the latest value allowed."""
+    return all(
+        expectation["type"] in ROW_WISE and all(
+            key == "max_value" and value == {"$PARAMETER": AS_OF}
+            for key, value in expectation["kwargs"].items()
+            if isinstance(value, dict) and "$PARAMETER" in value)
+        for expectation in expectations)
 
 
 def _shown_columns(expectations: list[dict]) -> list[str]:
@@ -247,9 +274,15 @@ class SuiteRunner:
                                   result_format=result_format).results
 
     def run(self, name: str, frame: pd.DataFrame, parameters: dict[str, Any] | None = None,
-            ignore_rows: pd.Series | None = None) -> Failures:
+            ignore_rows: pd.Series | None = None, earlier: Earlier | None = None
+            ) -> Failures:
         """Run suite `name` on `frame`. Failures of `ignore_rows` (`_row` values of rows an
-        earlier step already rejected) are left out of the failures and of the counts."""
+        earlier step already rejected) are left out of the failures and of the counts.
+
+        Given `earlier` verdicts (`flows/verdicts.py`) and a suite whose verdicts last
+        (`verdicts_last`), rows whose checked values were judged before are not put to GX
+        again: their failures are recalled. What GX found of the other rows comes back
+        with the failures, for the next run."""
         ignored = set() if ignore_rows is None else set(ignore_rows.tolist())
         suite = load_suite(name)
         expectations = suite["expectations"]
@@ -259,9 +292,21 @@ class SuiteRunner:
                                    f"{', '.join(missing)}")
         if frame.empty:
             return Failures(pd.DataFrame(columns=list(FAILURE_COLUMNS)), [])
+        # (row, expectation label, rule, severity, reason, position) for each failure.
         failed: list[tuple] = []
-        summaries: list[tuple[int, dict[str, Any]]] = []
-        for positions in _batches(expectations, len(frame)):
+        unexpected = dict.fromkeys(range(len(expectations)), 0)
+        hashes, judged_before = None, 0
+        if earlier is not None and verdicts_last(expectations):
+            hashes = frame_hashes(frame, [c for c in _uses(expectations) if c != "_row"])
+            known, rows, positions = earlier.recall(name, hashes)
+            judged_before = int(known.sum())
+            recalled = _cheap_to_check(frame.iloc[rows])
+            for row, position in zip(recalled.to_dict("records"), positions.tolist(),
+                                     strict=True):
+                if int(row["_row"]) not in ignored:
+                    failed.append(_failure(expectations, position, row))
+            frame, hashes = frame[~known], hashes[~known]
+        for positions in _batches(expectations, len(frame)) if len(frame) else []:
             group = [expectations[p] for p in positions]
             shown = _shown_columns(group)
             columns = [c for c in _uses(group) if c != "_row"]
@@ -275,31 +320,49 @@ class SuiteRunner:
                           for outcome in self._validate(batch, name, positions, parameters,
                                                         {"result_format": "BOOLEAN_ONLY"})
                           if outcome.success}
-                summaries += [(p, {"expectation": _label(expectations[p]),
-                                   "rule": expectations[p]["meta"]["rule"], "success": True,
-                                   "unexpected": 0}) for p in positions if p in passed]
                 positions = tuple(p for p in positions if p not in passed)
             outcomes = self._validate(batch, name, positions, parameters, {
                 "result_format": "COMPLETE", "unexpected_index_column_names": ["_row", *shown],
                 "return_unexpected_index_query": False}) if positions else []
             for outcome in outcomes:
                 position = outcome.expectation_config.meta["position"]
-                expectation = expectations[position]
-                _raise_if_errored(name, expectation, outcome.exception_info or {})
-                unexpected = [row for row in outcome.result.get("unexpected_index_list") or []
-                              if int(row["_row"]) not in ignored]
-                # Our suites use no `mostly`: an expectation fails exactly when a row does.
-                summaries.append((position, {"expectation": _label(expectation),
-                                             "rule": expectation["meta"]["rule"],
-                                             "success": bool(outcome.success) or not unexpected,
-                                             "unexpected": len(unexpected)}))
-                meta = expectation["meta"]
-                for row in unexpected:
-                    reason = _PLACEHOLDER.sub(_shown_value(expectation, row), meta["reason"])
-                    failed.append((int(row["_row"]), _label(expectation), meta["rule"],
-                                   meta["severity"], reason, position))
+                _raise_if_errored(name, expectations[position], outcome.exception_info or {})
+                failed += [_failure(expectations, position, row)
+                           for row in outcome.result.get("unexpected_index_list") or []
+                           if int(row["_row"]) not in ignored]
+        for item in failed:
+            unexpected[item[-1]] += 1
+        results = [{"expectation": _label(expectation), "rule": expectation["meta"]["rule"],
+                    # Our suites use no `mostly`: an expectation fails exactly when a row does.
+                    "success": not unexpected[position], "unexpected": unexpected[position]}
+                   for position, expectation in enumerate(expectations)]
         # Sorted back into suite order, so that a row's first failure is the suite's first.
         failed.sort(key=lambda item: item[-1])
-        rows = pd.DataFrame([item[:-1] for item in failed], columns=list(FAILURE_COLUMNS))
-        return Failures(rows.astype({"_row": "int64"}),
-                        [summary for _, summary in sorted(summaries, key=lambda item: item[0])])
+        rows = pd.DataFrame([item[:-1] for item in failed],
+                            columns=list(FAILURE_COLUMNS)).astype({"_row": "int64"})
+        if hashes is None:
+            return Failures(rows, results)
+        return Failures(rows, results, judged_before=judged_before,
+                        found=_found(frame, hashes, ignored, failed))
+
+
+def _failure(expectations: list[dict], position: int, row: dict) -> tuple:
+    """A failed row as `Failures.rows` holds it, with the expectation's position."""
+    expectation = expectations[position]
+    meta = expectation["meta"]
+    reason = _PLACEHOLDER.sub(_shown_value(expectation, row), meta["reason"])
+    return (int(row["_row"]), _label(expectation), meta["rule"], meta["severity"], reason,
+            position)
+
+
+def _found(checked: pd.DataFrame, hashes: np.ndarray, ignored: set[int],
+           failed: list[tuple]) -> Verdicts:
+    """The verdicts of the rows GX checked now, but for those an earlier step rejected
+    (of those, all that is known is that they were)."""
+    rows = checked["_row"].to_numpy(dtype=np.int64)
+    judged = ~np.isin(rows, np.fromiter(ignored, np.int64, len(ignored)))
+    failed_rows = np.fromiter((item[0] for item in failed), np.int64, len(failed))
+    positions = np.fromiter((item[-1] for item in failed), np.int64, len(failed))
+    # Recalled failures are of rows not checked now: they are not found among these.
+    at = pd.Index(rows[judged]).get_indexer(failed_rows)
+    return Verdicts(hashes[judged], at[at >= 0].astype(np.int64), positions[at >= 0])

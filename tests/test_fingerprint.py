@@ -18,6 +18,7 @@ from transforms.fingerprint import (
     column_hashes,
     dated_from,
     fingerprints,
+    frame_hashes,
     row_children,
     source_facts,
 )
@@ -97,6 +98,29 @@ def test_distinct_text_hashes_apart_whole_sliced_or_chunked(texts):
     assert (column_hashes(chunked) == whole).all()
     assert (column_hashes(array, distinct=True) == whole).all()
     assert (column_hashes(array.cast(pa.large_string())) == whole).all()
+
+
+def test_a_frames_rows_hash_by_the_values_of_the_columns_asked_for():
+    # What a rerun uses to know a row passed its suite before (`flows/passed.py`): the
+    # values of the checked columns decide, in whichever order the columns come, whatever
+    # pandas type holds them; a change to any one of them, or a value moved to another
+    # column, gives another hash.
+    ids = [f"N{i:05d}" for i in range(5000)]  # mostly distinct: hashed value by value
+    frame = pd.DataFrame({"id": ids, "code": ["A", "B"] * 2500,
+                          "when": pd.to_datetime(["2016-01-01"] * 4999 + [None]),
+                          "seen": [True, False] * 2500, "other": range(5000)})
+    hashes = frame_hashes(frame, ["id", "code", "when", "seen"])
+    assert len(set(hashes.tolist())) == len(frame)
+    assert (frame_hashes(frame[::-1], ["seen", "when", "code", "id"])[::-1] == hashes).all()
+    assert (frame_hashes(frame.astype({"id": "object", "code": "category"}),
+                         ["id", "code", "when", "seen"]) == hashes).all()
+    assert (frame_hashes(frame.assign(other=0), ["id", "code", "when", "seen"])
+            == hashes).all()
+    changed = frame.assign(code=["A", "B"] * 2499 + ["A", "C"])
+    differ = frame_hashes(changed, ["id", "code", "when", "seen"]) != hashes
+    assert differ.tolist() == [False] * 4999 + [True]
+    swapped = frame.assign(id=frame["code"], code=frame["id"])
+    assert not (frame_hashes(swapped, ["id", "code", "when", "seen"]) == hashes).any()
 
 
 def test_rows_without_a_person_column_belong_to_their_parents_child():

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from expectations import load_suite
 from expectations.generate import raw_suite, render
-from flows import validation
+from flows import validation, verdicts
 from flows.steps import stage_unit, validate_table
-from flows.validation import ExpectationError, SuiteRunner
+from flows.validation import ExpectationError, SuiteRunner, verdicts_last
 from tests.conftest import raw_frame
 from transforms.prepare import known_ids, prepare
 from transforms.shards import by_unit
@@ -77,17 +77,18 @@ CORRUPTIONS = {
 
 
 def _run(tables: dict[str, list[dict]], runner: SuiteRunner, shards: int = 2,
-         with_tables: bool = False):
+         with_tables: bool = False, earlier: verdicts.Earlier | None = None,
+         as_of: pd.Timestamp = AS_OF):
     """The flow's steps without Prefect: prepare, validate tables, stage shards."""
     frames = {name: raw_frame(name, rows) for name, rows in tables.items()}
     prepared = prepare(frames, known_ids({name: pa.Table.from_pandas(frame, preserve_index=False)
                                           for name, frame in frames.items()}))
-    validated = [validate_table(name, frame, prepared.births, prepared.known, AS_OF, runner,
-                                shards) for name, frame in prepared.frames.items()]
+    validated = [validate_table(name, frame, prepared.births, prepared.known, as_of, runner,
+                                shards, earlier) for name, frame in prepared.frames.items()]
     checked = [outcome for _, outcome in validated]
     units = [(number,) for number in range(shards)]
     parts = by_unit({outcome.name: shard_parts for shard_parts, outcome in validated}, units)
-    staged = [stage_unit(unit, part, AS_OF, runner)
+    staged = [stage_unit(unit, part, as_of, runner)
               for unit, part in zip(units, parts, strict=True)]
     outcomes = [outcome for _, outcome in staged]
     rejects = pd.concat([prepared.rejects, *(t.rejects for t in checked),
@@ -208,6 +209,73 @@ def test_configurations_built_once_per_run_find_what_gx_alone_finds(runner, monk
     assert sizes and all(sizes)
     monkeypatch.setattr(validation, "_configurations_remembered", nullcontext)
     _assert_same_findings(once, _run(tables, runner))
+
+
+def _with_notes(tables: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """`tables` with case notes, one of which GX finds holding markup (a warning)."""
+    notes = [{"casn_case_note_id": f"N{i}", "casn_person_id": f"P{i % 4}",
+              "casn_note_date": f"2016-01-{1 + i:02d}", "casn_significant_flag": "N",
+              "casn_note_text": "<b>seen</b>" if i == 2 else f"Visited at home ({i})."}
+             for i in range(5)]
+    return {**tables, "ext_case_notes": notes}
+
+
+def test_rows_judged_before_are_not_put_to_gx_again_and_gx_alone_finds_the_same(
+        runner, monkeypatch, tmp_path):
+    # A source suite judges each row by its own checked values, so a rerun puts to GX
+    # only the rows it has not seen (`flows/verdicts.py`) and recalls the failures of
+    # the others: rejects, reasons, findings and every expectation's count must be what
+    # GX finds checking every row.
+    tables = _with_notes(_every_corruption())
+    checked = []  # rows put to GX, one number per suite run
+    batches = validation._batches
+    monkeypatch.setattr(validation, "_batches",
+                        lambda expectations, rows: checked.append(rows) or
+                        batches(expectations, rows))
+    alone = _run(tables, runner, with_tables=True)
+    checked_alone, checked[:] = sum(checked), []
+    first = _run(tables, runner, with_tables=True, earlier=verdicts.Earlier())
+    _assert_same_findings(alone, first)
+    verdicts.write_verdicts(tmp_path, None, {t.name: t.found for t in first[4]}, AS_OF, "r1")
+    checked[:] = []
+
+    again = _run(tables, runner, with_tables=True, earlier=verdicts.earlier(tmp_path, AS_OF))
+    _assert_same_findings(alone, again)
+    assert [t.validation for t in again[4]] == [t.validation for t in alone[4]]
+    pd.testing.assert_frame_equal(again[3], alone[3])  # the markup finding, again
+    # Put to GX again: only the rows rejected before it (their verdict is not known).
+    rejects = alone[0]
+    unsure = rejects["rule"].str.startswith("conform.").sum()
+    rows = sum(len(rows) for rows in tables.values())
+    judged_before = sum(t.rows["judged_before"] for t in again[4])
+    assert judged_before == rows - unsure
+    assert sum(checked) == checked_alone - judged_before
+
+
+def test_rows_judged_at_a_later_date_are_checked_again_at_an_earlier_one(runner, tmp_path):
+    # A contact dated after one as-of date but before another passes at the later date
+    # only: what was found then may be reused at that date or after, never before it.
+    contact = {**_contact(0), "cont_contact_date": "2026-04-15"}
+    tables = {"ssd_person": PEOPLE, "ssd_contacts": [contact, _contact(1)]}
+    later = AS_OF + pd.Timedelta(days=30)
+    first = _run(tables, runner, with_tables=True, earlier=verdicts.Earlier(), as_of=later)
+    assert first[0].empty
+    verdicts.write_verdicts(tmp_path, None, {t.name: t.found for t in first[4]}, later, "r1")
+    assert verdicts.earlier(tmp_path, later + pd.Timedelta(days=1)).files
+    assert not verdicts.earlier(tmp_path, AS_OF).files
+    rejects = _run(tables, runner, earlier=verdicts.earlier(tmp_path, AS_OF))[0]
+    assert rejects["rule"].tolist() == ["dates.not_future"]
+
+
+def test_every_source_suite_may_reuse_verdicts_and_the_events_suite_may_not():
+    # The events suite asks whether ids are unique: a row's verdict there depends on
+    # other rows. A suite that gains such an expectation, or a parameter other than the
+    # as-of date as the latest allowed, must stop reusing passes.
+    assert all(verdicts_last(load_suite(table.name)["expectations"]) for table in TABLES)
+    assert not verdicts_last(load_suite("events")["expectations"])
+    earliest = {"type": "expect_column_values_to_be_between",
+                "kwargs": {"column": "d", "min_value": {"$PARAMETER": "as_of"}}}
+    assert not verdicts_last([earliest])
 
 
 def test_gx_still_lets_us_skip_its_batch_fingerprint(runner):
