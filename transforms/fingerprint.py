@@ -36,6 +36,9 @@ _NULL = np.uint64(0x5BD1E9955BD1E995)
 # table as they share small tables, and strings are hashed a slice at a time, bounding
 # the temporary arrays.
 SLICE_ROWS = 1 << 20
+# A text column whose first this many values are mostly distinct is hashed value by
+# value (`column_hashes`).
+DISTINCT_SAMPLE = 4096
 # The id under which rows that name no child are fingerprinted, as one group: it cannot
 # be a real id (a NUL character), and is written as a missing id.
 UNNAMED = "\0"
@@ -147,17 +150,22 @@ def _encoded_hashes(encoded: pa.DictionaryArray) -> np.ndarray:
     return hashes
 
 
-def column_hashes(column: pa.ChunkedArray | pa.Array, distinct: bool = False) -> np.ndarray:
+def column_hashes(column: pa.ChunkedArray | pa.Array, distinct: bool | None = None
+                  ) -> np.ndarray:
     """A 64-bit hash of each value of a column; one value for every null.
 
-    Text is hashed value by value when `distinct` (keys: building a dictionary of
+    Text is hashed value by value when `distinct` (keys, JSON: building a dictionary of
     millions of distinct values costs more than hashing them), else each distinct value
-    once."""
+    once (codes, templated notes); left unsaid, the column's first values decide. The
+    hashes are the same either way."""
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     kind = array.type
     if pa.types.is_dictionary(kind):
         array = array.cast(kind.value_type)
         kind = array.type
+    if _is_text(kind) and distinct is None:
+        sample = array.slice(0, DISTINCT_SAMPLE)
+        distinct = pc.count_distinct(sample).as_py() * 2 > len(sample)
     if _is_text(kind) and not distinct:
         return _encoded_hashes(pc.dictionary_encode(array))
     if _is_text(kind):
@@ -204,17 +212,8 @@ def frame_hashes(frame: pd.DataFrame, columns: Iterable[str]) -> np.ndarray:
     """A 64-bit hash of each row of `frame` from the values of its `columns` (which value
     is in which column counts, as in `row_hashes`)."""
 
-    def hashes(name: str) -> np.ndarray:
-        array = pa.array(frame[name], from_pandas=True)
-        if isinstance(array, pa.ChunkedArray):
-            array = array.combine_chunks()
-        # Ids are hashed value by value, codes and repeated text once per distinct value:
-        # the same hashes either way, at a fraction of the cost of the wrong way.
-        sample = array.slice(0, 4096)
-        distinct = _is_text(sample.type) and pc.count_distinct(sample).as_py() * 2 > len(sample)
-        return column_hashes(array, distinct=distinct)
-
-    return _mix(row_hashes(((name, hashes(name)) for name in columns), len(frame)))
+    return _mix(row_hashes(((name, column_hashes(pa.array(frame[name], from_pandas=True)))
+                            for name in columns), len(frame)))
 
 
 @dataclass(frozen=True)
