@@ -297,10 +297,11 @@ class SuiteRunner:
         unexpected = dict.fromkeys(range(len(expectations)), 0)
         hashes, judged_before = None, 0
         if earlier is not None and verdicts_last(expectations):
-            hashes = frame_hashes(frame, [c for c in _uses(expectations) if c != "_row"])
+            checked = [c for c in _uses(expectations) if c != "_row"]
+            hashes = frame_hashes(frame, checked)
             known, rows, positions = earlier.recall(name, hashes)
             judged_before = int(known.sum())
-            recalled = _cheap_to_check(frame.iloc[rows])
+            recalled = _cheap_to_check(frame[["_row", *checked]].iloc[rows])
             for row, position in zip(recalled.to_dict("records"), positions.tolist(),
                                      strict=True):
                 if int(row["_row"]) not in ignored:
