@@ -175,10 +175,12 @@ def _read_through(path: Path) -> None:
             pass
 
 
-def _timed_build(options: dict, results) -> None:
-    """One flow run in this (fresh) process, timed as Prefect times a flow run: from the
-    call, with chronology and its libraries imported, as a deployment's process has them
-    before the run starts (Great Expectations is imported by the run, when it validates)."""
+def _timed_build(options: dict, api_url: str, results) -> None:
+    """One flow run in this (fresh) process against the Prefect server at `api_url`,
+    timed as Prefect times a flow run: from the call, with chronology and its libraries
+    imported, as a deployment's process has them before the run starts (Great
+    Expectations is imported by the run, when it validates)."""
+    os.environ["PREFECT_API_URL"] = api_url  # before Prefect is imported
     from flows.build import build_chronologies
 
     clock, processor = time.perf_counter(), _processor_seconds()
@@ -189,7 +191,7 @@ def _timed_build(options: dict, results) -> None:
                                                    "rebuilt_because", "timings_seconds")}})
 
 
-def _in_own_process(options: dict) -> dict:
+def _in_own_process(options: dict, api_url: str) -> dict:
     """`_timed_build` in a new interpreter, as each flow run of the nightly deployment
     (and each `chronology build`) runs in a process of its own."""
     import multiprocessing
@@ -197,17 +199,23 @@ def _in_own_process(options: dict) -> dict:
 
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    process = context.Process(target=_timed_build, args=(options, results))
+    process = context.Process(target=_timed_build, args=(options, api_url, results))
     process.start()
     try:
         while True:
             try:
                 return results.get(timeout=5)
             except queue.Empty:
-                if not process.is_alive():
+                if process.is_alive():
+                    continue
+                try:  # it may have given its result just before it ended
+                    return results.get(timeout=1)
+                except queue.Empty:
                     raise RuntimeError("a benchmark run failed (exit code "
                                        f"{process.exitcode}); its output says why") from None
     finally:
+        if process.is_alive():  # the benchmark was interrupted: so is the run
+            process.terminate()
         process.join()
 
 
@@ -233,17 +241,14 @@ def run_rerun_benchmark(database: Path, children: int, seed: int, shards: int, w
     shutil.rmtree(site, ignore_errors=True)
     server = SubprocessASGIServer()
     server.start(timeout=90)
-    # Read by the runs' processes, which inherit this environment.
-    os.environ["PREFECT_API_URL"] = server.api_url
     try:
-        yield from _timed_runs(source, site, shards, workers, changed_share)
+        yield from _timed_runs(source, site, shards, workers, changed_share, server.api_url)
     finally:
         server.stop()
-        del os.environ["PREFECT_API_URL"]
 
 
-def _timed_runs(source: Path, site: Path, shards: int, workers: int, changed_share: float
-                ) -> Iterator[str]:
+def _timed_runs(source: Path, site: Path, shards: int, workers: int, changed_share: float,
+                api_url: str) -> Iterator[str]:
     import sqlite3
 
     day = pd.Timestamp(DEMO_AS_OF)
@@ -257,7 +262,7 @@ def _timed_runs(source: Path, site: Path, shards: int, workers: int, changed_sha
         # does not find.
         os.sync()
         run = _in_own_process({"source": str(source), "out": str(site), "shards": shards,
-                               "workers": workers, **options})
+                               "workers": workers, **options}, api_url)
         seconds[label], worked[label] = run["seconds"], run["processor"]
         reused = (run["carried_over"] or {}).get("children", 0)
         share = f" = {seconds[label] / seconds['full build']:.1%} of the full build" \

@@ -94,7 +94,7 @@ def link(old: Path | str, new: Path | str) -> None:
     """`new` as a second name of `old`'s file, or a copy where links cannot be made."""
     try:
         os.link(old, new)
-    except FileNotFoundError:
+    except (FileNotFoundError, FileExistsError):
         raise
     except OSError:  # another file system, or one without hard links
         shutil.copy2(old, new)

@@ -338,13 +338,13 @@ class SuiteRunner:
                     "success": not unexpected[position], "unexpected": unexpected[position]}
                    for position, expectation in enumerate(expectations)]
         # Sorted back into suite order, so that a row's first failure is the suite's first.
-        failed.sort(key=lambda item: item[-1])
+        failed.sort(key=lambda item: (item[-1], item[0]))
         rows = pd.DataFrame([item[:-1] for item in failed],
                             columns=list(FAILURE_COLUMNS)).astype({"_row": "int64"})
         if hashes is None:
             return Failures(rows, results)
         return Failures(rows, results, judged_before=judged_before,
-                        found=_found(frame, hashes, ignored, failed))
+                        found=_found(expectations, frame, hashes, ignored, failed))
 
 
 def _failure(expectations: list[dict], position: int, row: dict) -> tuple:
@@ -356,12 +356,18 @@ def _failure(expectations: list[dict], position: int, row: dict) -> tuple:
             position)
 
 
-def _found(checked: pd.DataFrame, hashes: np.ndarray, ignored: set[int],
-           failed: list[tuple]) -> Verdicts:
-    """The verdicts of the rows GX checked now, but for those an earlier step rejected
-    (of those, all that is known is that they were)."""
+def _found(expectations: list[dict], checked: pd.DataFrame, hashes: np.ndarray,
+           ignored: set[int], failed: list[tuple]) -> Verdicts:
+    """The verdicts of the rows GX checked now that later runs may reuse: not those an
+    earlier step rejected (of those, all that is known is that they were), nor those
+    that failed an expectation of the as-of date (a date in the future today may not be
+    tomorrow: they are checked again each run)."""
+    dated = {position for position, expectation in enumerate(expectations)
+             if any(isinstance(value, dict) and "$PARAMETER" in value
+                    for value in expectation["kwargs"].values())}
+    unsure = ignored.union(item[0] for item in failed if item[-1] in dated)
     rows = checked["_row"].to_numpy(dtype=np.int64)
-    judged = ~np.isin(rows, np.fromiter(ignored, np.int64, len(ignored)))
+    judged = ~np.isin(rows, np.fromiter(unsure, np.int64, len(unsure)))
     failed_rows = np.fromiter((item[0] for item in failed), np.int64, len(failed))
     positions = np.fromiter((item[-1] for item in failed), np.int64, len(failed))
     # Recalled failures are of rows not checked now: they are not found among these.

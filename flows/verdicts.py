@@ -5,12 +5,14 @@ GX costs about 10 ms per expectation and table whatever the number of rows, so a
 that rebuilds a few children paid seconds to check again rows checked the night before.
 A source table's suite judges each row by the values it checks alone, with the as-of
 date only as the latest date allowed (`flows.validation.verdicts_last`): a row whose
-checked values were judged under the same code, at the same or an earlier as-of date,
-gets the same verdict again, or a kinder one (a date no longer in the future). So each
-run keeps, for every row it checked, a hash of the checked values
-(`transforms.fingerprint.frame_hashes`) and the expectations it failed, if any: no
-value, no id, nothing a reader could take for a child's record. A failure's reason is
-made again from the row itself.
+checked values passed, under the same code, at the same or an earlier as-of date,
+passes again, and a row that failed an expectation that does not depend on the date
+fails it again. So each run keeps, for every row it checked, a hash of the checked
+values (`transforms.fingerprint.frame_hashes`) and the expectations it failed, if any;
+a row that failed an expectation of the as-of date (a date in the future) is not kept,
+and is checked again by each run until it passes. Only hashes and positions are kept,
+no value, beside the version's own records; a failure's reason is made again from the
+row itself.
 
 Layout: `<version>/validation/verdicts/<suite>/<run-id>.parquet`, each file the columns
 `row_hash` (sorted, each once) and `failed` (positions in the suite of the expectations
@@ -60,7 +62,7 @@ class Verdicts(NamedTuple):
 @dataclass(frozen=True)
 class Earlier:
     """The files of verdicts usable at this run's as-of date, by suite. A suite's files
-    are read when that suite first asks (tables are validated side by side)."""
+    are read when that suite asks (tables are validated side by side)."""
 
     files: dict[str, list[Path]] = field(default_factory=dict)
 
@@ -188,6 +190,6 @@ def _merge_small_files(folder: Path, run_id: str) -> None:
         np.concatenate([part.failed_rows + start
                         for part, start in zip(parts, starts, strict=True)]),
         np.concatenate([part.failed_expectations for part in parts])), as_of)
-    for path in small:
-        path.unlink()
     os.replace(temporary, merged)
+    for path in small:  # (a run killed here leaves some verdicts twice: no harm)
+        path.unlink()

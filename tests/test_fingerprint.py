@@ -102,7 +102,7 @@ def test_distinct_text_hashes_apart_whole_sliced_or_chunked(texts):
 
 
 def test_a_frames_rows_hash_by_the_values_of_the_columns_asked_for():
-    # What a rerun uses to know a row passed its suite before (`flows/passed.py`): the
+    # What a rerun uses to know a row passed its suite before (`flows/verdicts.py`): the
     # values of the checked columns decide, in whichever order the columns come, whatever
     # pandas type holds them; a change to any one of them, or a value moved to another
     # column, gives another hash.

@@ -252,19 +252,31 @@ def test_rows_judged_before_are_not_put_to_gx_again_and_gx_alone_finds_the_same(
     assert sum(checked) == checked_alone - judged_before
 
 
-def test_rows_judged_at_a_later_date_are_checked_again_at_an_earlier_one(runner, tmp_path):
+def test_what_depends_on_the_as_of_date_is_reused_only_where_it_still_holds(
+        runner, tmp_path):
     # A contact dated after one as-of date but before another passes at the later date
-    # only: what was found then may be reused at that date or after, never before it.
+    # only. What passed then may be reused at that date or after, never before it; a
+    # failure for a date in the future is never reused (the date comes).
     contact = {**_contact(0), "cont_contact_date": "2026-04-15"}
     tables = {"ssd_person": PEOPLE, "ssd_contacts": [contact, _contact(1)]}
     later = AS_OF + pd.Timedelta(days=30)
     first = _run(tables, runner, with_tables=True, earlier=verdicts.Earlier(), as_of=later)
     assert first[0].empty
-    verdicts.write_verdicts(tmp_path, None, {t.name: t.found for t in first[4]}, later, "r1")
-    assert verdicts.earlier(tmp_path, later + pd.Timedelta(days=1)).files
-    assert not verdicts.earlier(tmp_path, AS_OF).files
-    rejects = _run(tables, runner, earlier=verdicts.earlier(tmp_path, AS_OF))[0]
-    assert rejects["rule"].tolist() == ["dates.not_future"]
+    verdicts.write_verdicts(tmp_path / "later", None, {t.name: t.found for t in first[4]},
+                            later, "r1")
+    assert verdicts.earlier(tmp_path / "later", later + pd.Timedelta(days=1)).files
+    assert not verdicts.earlier(tmp_path / "later", AS_OF).files
+    sooner = _run(tables, runner, with_tables=True,
+                  earlier=verdicts.earlier(tmp_path / "later", AS_OF))
+    assert sooner[0]["rule"].tolist() == ["dates.not_future"]
+
+    verdicts.write_verdicts(tmp_path / "sooner", None, {t.name: t.found for t in sooner[4]},
+                            AS_OF, "r2")
+    again = _run(tables, runner, with_tables=True,
+                 earlier=verdicts.earlier(tmp_path / "sooner", later), as_of=later)
+    assert again[0].empty
+    contacts = next(t for t in again[4] if t.name == "ssd_contacts")
+    assert contacts.rows == {"rows": 2, "judged_before": 1}
 
 
 def test_every_source_suite_may_reuse_verdicts_and_the_events_suite_may_not():
