@@ -217,6 +217,7 @@ def _in_own_process(options: dict, api_url: str) -> dict:
         if process.is_alive():  # the benchmark was interrupted: so is the run
             process.terminate()
         process.join()
+        results.close()
 
 
 def run_rerun_benchmark(database: Path, children: int, seed: int, shards: int, workers: int,
