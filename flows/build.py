@@ -365,7 +365,12 @@ def build_chronologies(
             "version": str(version),
             "shards": shards,
             "rules": {"path": str(rules_path), "hash": ruleset.digest},
-            "code": code,
+            # What the next run compares its own code with: a version holding children
+            # carried from an output built by other code (a run for some children after
+            # an upgrade) was not built by this code alone, and the next run over the
+            # whole source rebuilds everyone.
+            "code": code if carried is None or carried.from_code == code
+            else f"{code} with children built by {carried.from_code}",
             **summary,
             "chronology": {
                 **{k: v for k, v in entry_counts.items() if k != "no_reason"},

@@ -51,6 +51,7 @@ class CarryError(RuntimeError):
 class Carried:
     from_run: str
     children: int  # children whose outputs were carried over
+    from_code: str | None = None  # the code digest of the output they were taken from
     seconds: dict[str, float] = field(default_factory=dict)  # thread time, by kind of work
 
 
@@ -116,7 +117,8 @@ class Carry:
     def __init__(self, previous: Path, version: Path, taken: Taken, shards: int,
                  rules_hash: str, ahead: PagesAhead | None = None) -> None:
         self.previous, self.version, self.taken = previous, version, taken
-        self.from_run = check_compatible(previous, shards, rules_hash)["run_id"]
+        published = check_compatible(previous, shards, rules_hash)
+        self.from_run, self.from_code = published["run_id"], published.get("code")
         before = pd.read_parquet(previous / "children.parquet", columns=["child_id", "page_id"])
         before = before.assign(child_id=before["child_id"].astype("str"))
         kept = taken.rows(before["child_id"])
@@ -188,7 +190,7 @@ class Carry:
             job.result()
         _settle_partitions(self.version)
         return Carried(from_run=self.from_run, children=self.children,
-                       seconds=dict(self._seconds))
+                       from_code=self.from_code, seconds=dict(self._seconds))
 
 
 def nothing_made(previous: Path, version: Path, shards: int) -> Made:

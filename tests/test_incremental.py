@@ -182,6 +182,29 @@ def test_other_rules_rebuild_everyone(first, source, tmp_path):
     assert stored["rules"]["hash"] == again["rules"]["hash"]
 
 
+def test_children_carried_from_other_code_are_rebuilt_by_the_next_whole_run(
+        source, tmp_path, monkeypatch):
+    # After an upgrade, a run for some children builds them with the new code and carries
+    # every other child as the old code built them: the next run over the whole source
+    # must not take those for the new code's work.
+    import flows.build
+
+    out = tmp_path / "out"
+    upgraded = flows.build.code_digest()
+    monkeypatch.setattr(flows.build, "code_digest", lambda: "before the upgrade")
+    build_chronologies(source=str(source), out=str(out), shards=3, as_of=AS_OF)
+    monkeypatch.setattr(flows.build, "code_digest", lambda: upgraded)
+    child = pd.read_parquet(out / sinks.CURRENT / "children.parquet")["child_id"].iloc[0]
+    some = build_chronologies(source=str(source), out=str(out), shards=3, as_of=AS_OF,
+                              children=[str(child)])
+    assert some["carried_over"]["children"] > 0
+    assert some["code"] != upgraded
+    whole = build_chronologies(source=str(source), out=str(out), shards=3, as_of=AS_OF)
+    assert whole["carried_over"] is None
+    assert set(whole["rebuilt_because"]) == {"other chronology code"}
+    assert whole["code"] == upgraded
+
+
 def test_an_output_from_before_fingerprints_is_rebuilt_not_patched(source, tmp_path):
     out = tmp_path / "out"
     build_chronologies(source=str(source), out=str(out), shards=3, as_of=AS_OF)
