@@ -65,6 +65,12 @@ ROW_WISE = frozenset({
     "expect_column_pair_values_a_to_be_greater_than_b"})
 
 
+def _parameters(expectation: dict) -> dict[str, dict]:
+    """The arguments of an expectation that a run's parameters give (`$PARAMETER`)."""
+    return {key: value for key, value in expectation["kwargs"].items()
+            if isinstance(value, dict) and "$PARAMETER" in value}
+
+
 def verdicts_last(expectations: list[dict]) -> bool:
     """Whether a row whose checked values passed these expectations passes them again at
     the same or a later as-of date: each judges a row alone, and the only parameter is the
@@ -72,8 +78,7 @@ def verdicts_last(expectations: list[dict]) -> bool:
     return all(
         expectation["type"] in ROW_WISE and all(
             key == "max_value" and value == {"$PARAMETER": AS_OF}
-            for key, value in expectation["kwargs"].items()
-            if isinstance(value, dict) and "$PARAMETER" in value)
+            for key, value in _parameters(expectation).items())
         for expectation in expectations)
 
 
@@ -363,8 +368,7 @@ def _found(expectations: list[dict], checked: pd.DataFrame, hashes: np.ndarray,
     that failed an expectation of the as-of date (a date in the future today may not be
     tomorrow: they are checked again each run)."""
     dated = {position for position, expectation in enumerate(expectations)
-             if any(isinstance(value, dict) and "$PARAMETER" in value
-                    for value in expectation["kwargs"].values())}
+             if _parameters(expectation)}
     unsure = ignored.union(item[0] for item in failed if item[-1] in dated)
     rows = checked["_row"].to_numpy(dtype=np.int64)
     judged = ~np.isin(rows, np.fromiter(unsure, np.int64, len(unsure)))

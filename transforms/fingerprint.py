@@ -211,7 +211,6 @@ def row_hashes(columns: Iterable[tuple[str, np.ndarray]], rows: int) -> np.ndarr
 def frame_hashes(frame: pd.DataFrame, columns: Iterable[str]) -> np.ndarray:
     """A 64-bit hash of each row of `frame` from the values of its `columns` (which value
     is in which column counts, as in `row_hashes`)."""
-
     return _mix(row_hashes(((name, column_hashes(pa.array(frame[name], from_pandas=True)))
                             for name in columns), len(frame)))
 
