@@ -247,7 +247,8 @@ class PagesAhead:
         except (CarryError, OSError):
             return
 
-    def _stopped(self) -> set[str]:
+    def stop(self) -> set[str]:
+        """Stop linking (waiting for the call under way); the names linked so far."""
         self._stop.set()
         self._thread.join()
         return set(os.listdir(self.folder)) if self.folder.is_dir() else set()
@@ -255,7 +256,7 @@ class PagesAhead:
     def adopt(self, pages: Path, wanted: list[str]) -> list[str]:
         """Make the links of `wanted` the version's folder of pages `pages` (not yet
         made); the names of `wanted` still to link."""
-        linked = self._stopped()
+        linked = self.stop()
         for name in linked.difference(wanted):
             (self.folder / name).unlink()
         if self.folder.is_dir() and not pages.exists():
@@ -267,7 +268,7 @@ class PagesAhead:
         return [name for name in wanted if name not in linked]
 
     def discard(self) -> None:
-        self._stopped()
+        self.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -296,7 +297,7 @@ def pages_ahead(out: Path, version: Path, shards: int, rules_hash: str, code: st
     try:
         yield ahead
     finally:
-        ahead._stopped()
+        ahead.stop()
 
 
 def _behind_the_run() -> None:
