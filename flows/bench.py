@@ -185,39 +185,41 @@ def _timed_build(options: dict, api_url: str, results) -> None:
 
     clock, processor = time.perf_counter(), _processor_seconds()
     manifest = build_chronologies(**options)
-    results.put({"seconds": time.perf_counter() - clock,
-                 "processor": _processor_seconds() - processor, "peak_mb": _peak_mb(),
-                 **{key: manifest[key] for key in ("children", "carried_over",
-                                                   "rebuilt_because", "timings_seconds")}})
+    results.send({"seconds": time.perf_counter() - clock,
+                  "processor": _processor_seconds() - processor, "peak_mb": _peak_mb(),
+                  **{key: manifest[key] for key in ("children", "carried_over",
+                                                    "rebuilt_because", "timings_seconds")}})
 
 
 def _in_own_process(options: dict, api_url: str) -> dict:
     """`_timed_build` in a new interpreter, as each flow run of the nightly deployment
-    (and each `chronology build`) runs in a process of its own."""
+    (and each `chronology build`) runs in a process of its own. The result comes back
+    through a pipe: a queue's semaphores outlive a spawned process and make
+    multiprocessing warn of a leak at exit."""
     import multiprocessing
-    import queue
 
     context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    process = context.Process(target=_timed_build, args=(options, api_url, results))
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_timed_build, args=(options, api_url, sender))
     process.start()
+    sender.close()  # the run holds its own end: when it ends, the pipe says so
     try:
-        while True:
+        while not receiver.poll(5):
+            if not process.is_alive() and not receiver.poll(1):
+                break
+        else:
             try:
-                return results.get(timeout=5)
-            except queue.Empty:
-                if process.is_alive():
-                    continue
-                try:  # it may have given its result just before it ended
-                    return results.get(timeout=1)
-                except queue.Empty:
-                    raise RuntimeError("a benchmark run failed (exit code "
-                                       f"{process.exitcode}); its output says why") from None
+                return receiver.recv()
+            except EOFError:  # the run ended without a result
+                pass
+        process.join()
+        raise RuntimeError("a benchmark run failed (exit code "
+                           f"{process.exitcode}); its output says why")
     finally:
         if process.is_alive():  # the benchmark was interrupted: so is the run
             process.terminate()
         process.join()
-        results.close()
+        receiver.close()
 
 
 def run_rerun_benchmark(database: Path, children: int, seed: int, shards: int, workers: int,
