@@ -11,7 +11,7 @@ import os
 import resource
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
@@ -191,34 +191,40 @@ def _timed_build(options: dict, api_url: str, results) -> None:
                                                     "rebuilt_because", "timings_seconds")}})
 
 
-def _in_own_process(options: dict, api_url: str) -> dict:
-    """`_timed_build` in a new interpreter, as each flow run of the nightly deployment
-    (and each `chronology build`) runs in a process of its own. The result comes back
-    through a pipe: a queue's semaphores outlive a spawned process and make
-    multiprocessing warn of a leak at exit."""
+def _in_own_process(options: dict, api_url: str, run: Callable = _timed_build) -> dict:
+    """`run` (`_timed_build`, or any function a new interpreter can import by name) in a
+    new interpreter, as each flow run of the nightly deployment (and each `chronology
+    build`) runs in a process of its own. The result comes back through a pipe: a
+    queue's semaphores outlive a spawned process and make multiprocessing warn of a
+    leak at exit."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_timed_build, args=(options, api_url, sender))
-    process.start()
-    sender.close()  # the run holds its own end: when it ends, the pipe says so
+    process = context.Process(target=run, args=(options, api_url, sender))
     try:
+        process.start()
+        sender.close()  # the run holds its own end: when it ends, the pipe says so
         while not receiver.poll(5):
             if not process.is_alive() and not receiver.poll(1):
                 break
         else:
             try:
-                return receiver.recv()
-            except EOFError:  # the run ended without a result
+                result = receiver.recv()
+            except (EOFError, OSError):  # the run ended before its whole result was sent
                 pass
+            else:
+                process.join(timeout=60)  # it ends its own way (Prefect sends its last logs)
+                return result
         process.join()
         raise RuntimeError("a benchmark run failed (exit code "
                            f"{process.exitcode}); its output says why")
     finally:
+        sender.close()
         if process.is_alive():  # the benchmark was interrupted: so is the run
             process.terminate()
-        process.join()
+        if process.pid is not None:
+            process.join()
         receiver.close()
 
 
