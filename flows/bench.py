@@ -274,13 +274,15 @@ def _timed_runs(source: Path, site: Path, shards: int, workers: int, changed_sha
                                "workers": workers, **options}, api_url)
         seconds[label], worked[label] = run["seconds"], run["processor"]
         reused = (run["carried_over"] or {}).get("children", 0)
-        share = f" = {seconds[label] / seconds['full build']:.1%} of the full build" \
-            if label != "full build" else ""
-        yield (f"{label:<34}{seconds[label]:>8.1f} s{share}; {run['children']:,} children "
+
+        def share(measured: dict[str, float], whose: str) -> str:
+            return "" if label == "full build" else \
+                f" = {measured[label] / measured['full build']:.1%} of the full build{whose}"
+
+        wall_share, processor_share = share(seconds, ""), share(worked, "'s")
+        yield (f"{label:<34}{seconds[label]:>8.1f} s{wall_share}; {run['children']:,} children "
                f"built, {reused:,} reused")
-        worked_share = f" = {worked[label] / worked['full build']:.1%} of the full build's" \
-            if label != "full build" else ""
-        yield (f"    processor time {worked[label]:.1f} s{worked_share}; peak memory "
+        yield (f"    processor time {worked[label]:.1f} s{processor_share}; peak memory "
                f"(max RSS) {run['peak_mb']:,.0f} MB")
         if run["rebuilt_because"]:
             yield "    built because: " + "; ".join(
