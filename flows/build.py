@@ -20,7 +20,6 @@ import pyarrow.parquet as pq
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import sinks, verdicts
 from flows.carry import (
@@ -44,6 +43,7 @@ from flows.incremental import (
     without_children,
 )
 from flows.publish import clean_up, exclusive, mark_published
+from flows.runners import from_environment, on_cluster
 from flows.site import SiteReport, render_site
 from flows.source import SourceSchemaError, read_source, safe_url, source_url
 from flows.steps import (
@@ -124,11 +124,13 @@ def prepare_tables(raw: dict[str, pa.Table], known: dict, workers: int) -> Prepa
 
 
 @task(cache_policy=NO_CACHE)
-def validate_source_tables(names: tuple[str, ...], prepared: Prepared, as_of: pd.Timestamp,
-                           runner: SuiteRunner, shards: int, earlier: verdicts.Earlier
+def validate_source_tables(frames: dict[str, pd.DataFrame], births: pd.DataFrame,
+                           known: dict, as_of: pd.Timestamp, runner: SuiteRunner,
+                           shards: int, earlier: verdicts.Earlier
                            ) -> list[tuple[list[pd.DataFrame], TableOutcome]]:
-    return [validate_table(name, prepared.frames[name], prepared.births, prepared.known,
-                           as_of, runner, shards, earlier) for name in names]
+    """Check `frames`, some of the prepared tables (only those go to a Dask worker)."""
+    return [validate_table(name, frame, births, known, as_of, runner, shards, earlier)
+            for name, frame in frames.items()]
 
 
 @task(cache_policy=NO_CACHE)
@@ -185,11 +187,12 @@ def finish_carry(carry: Carry) -> Carried:
 @task(cache_policy=NO_CACHE)
 def render_pages(version: Path, shards: int, workers: int, rules: Rules, run: RunInfo,
                  only: frozenset[str] | None) -> SiteReport:
-    return render_site(version, shards, workers, rules, run, only)
+    return render_site(version, shards, workers, rules, run, only, on_cluster())
 
 
-@flow(name="build-chronologies", log_prints=False,
-      task_runner=ThreadPoolTaskRunner(max_workers=2))
+# Threads unless the environment asks for Dask (`flows/runners.py`); `chronology build
+# --runner` and `serve-nightly --runner` choose with `with_options`.
+@flow(name="build-chronologies", log_prints=False, task_runner=from_environment())
 def build_chronologies(
     source: str,
     out: str = "out",
@@ -288,8 +291,9 @@ def build_chronologies(
             runner = SuiteRunner()
             earlier = verdicts.earlier(verdicts_from, data_as_of)
             validated = [table for f in [
-                validate_source_tables.submit(names, prepared, data_as_of, runner, shards,
-                                              earlier)
+                validate_source_tables.submit({name: prepared.frames[name] for name in names},
+                                              prepared.births, prepared.known, data_as_of,
+                                              runner, shards, earlier)
                 for names in table_batches({name: len(frame) for name, frame
                                             in prepared.frames.items()}, workers)]
                          for table in f.result()]

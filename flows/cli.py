@@ -17,6 +17,11 @@ DEFAULT_TIMEZONE = "Europe/London"
 DEMO_DATABASE = Path("demo") / "ssd-demo.sqlite"
 DEMO_CHILDREN = 2000
 DEMO_SEED = 42
+# The runner's settings in the environment (as `flows/runners.py` reads them, for a
+# deployment run under a work pool).
+RUNNERS = ("threads", "dask")
+RUNNER_VARIABLE = "CHRONOLOGY_RUNNER"
+DASK_ADDRESS_VARIABLE = "CHRONOLOGY_DASK_ADDRESS"
 
 
 def _quiet_prefect() -> None:
@@ -70,6 +75,38 @@ def demo_data(path: Path, children: int, seed: int, bad_rate: float, no_case_not
         click.echo(f"  {kind:<22} {count:>8,}")
 
 
+def _runner_options(command):
+    """`--runner` and `--dask-address`, which the environment may set too."""
+    command = click.option(
+        "--dask-address", envvar=DASK_ADDRESS_VARIABLE,
+        help="Scheduler of a Dask cluster (tcp://host:8786) for --runner dask; without "
+        "it, a local cluster of --workers processes is started for each run. The output "
+        "folder must be a path every worker can reach.", show_envvar=True)(command)
+    return click.option(
+        "--runner", type=click.Choice(RUNNERS), default="threads",
+        show_default=True, envvar=RUNNER_VARIABLE,
+        help="Where the checks of tables, the units of shards and the pages run: threads "
+        "of this process, or a Dask cluster.", show_envvar=True)(command)
+
+
+def _task_runner(runner: str, dask_address: str | None, workers: int):
+    """The task runner the options ask for; a Dask scheduler that does not answer is
+    said now, in a line, not by a run that fails after waiting for it."""
+    from flows.runners import check_scheduler, task_runner
+
+    try:
+        chosen = task_runner(runner, dask_address, workers)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    if dask_address:
+        try:
+            check_scheduler(dask_address)
+        except ConnectionError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(1)
+    return chosen
+
+
 @main.command()
 @click.option("--source", help="SQLAlchemy URL or SQLite path. Default: the bundled demo "
               f"database {DEMO_DATABASE}, generated if absent.")
@@ -99,9 +136,11 @@ def demo_data(path: Path, children: int, seed: int, bad_rate: float, no_case_not
               "did not change since the published output.")
 @click.option("--since", help="Also rebuild every child with a record dated on or after "
               "this date (YYYY-MM-DD), changed or not.")
+@_runner_options
 def build(source: str | None, out: str, children: str | None, shards: int, workers: int,
           as_of: str | None, max_reject_share: float, rules_file: str | None,
-          keep_versions: int, wait_seconds: float, full: bool, since: str | None) -> None:
+          keep_versions: int, wait_seconds: float, full: bool, since: str | None,
+          runner: str, dask_address: str | None) -> None:
     """Run the main flow: extract, validate, stage, score and shape the source into
     per-child chronologies, and render a page for each child.
 
@@ -109,6 +148,7 @@ def build(source: str | None, out: str, children: str | None, shards: int, worke
     are taken from it unchanged; --full rebuilds everyone."""
     source, as_of = _source_and_as_of(source, as_of)
     _quiet_prefect()
+    on = _task_runner(runner, dask_address, workers)  # checked before the flow's import
     from flows.build import RunFailed, build_chronologies
     from flows.incremental import check_choice
     from flows.publish import OutputBusy
@@ -128,7 +168,7 @@ def build(source: str | None, out: str, children: str | None, shards: int, worke
             raise click.UsageError(str(error)) from None
         source = _checked_source(source)
         click.echo("building: starting Prefect and reading the source…")
-        manifest = build_chronologies(
+        manifest = build_chronologies.with_options(task_runner=on)(
             source=source, out=out, children=wanted, shards=shards,
             workers=workers, as_of=as_of, max_reject_share=max_reject_share,
             rules=rules_file, keep_versions=keep_versions, wait_seconds=wait_seconds,
@@ -258,8 +298,10 @@ def _print_summary(manifest: dict, out: Path) -> None:
               "pages.")
 @click.option("--keep", "keep_versions", default=DEFAULT_KEEP, show_default=True,
               type=click.IntRange(1), help="Published versions to keep in OUT/versions.")
+@_runner_options
 def serve_nightly(source: str | None, out: str, cron: str, timezone: str, shards: int,
-                  workers: int, keep_versions: int) -> None:
+                  workers: int, keep_versions: int, runner: str, dask_address: str | None
+                  ) -> None:
     """Serve the flow as the Prefect deployment `build-chronologies/nightly` on a schedule,
     against the Prefect server at PREFECT_API_URL, until stopped (Ctrl-C)."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -277,6 +319,12 @@ def serve_nightly(source: str | None, out: str, cron: str, timezone: str, shards
         sys.exit(1)
     source, as_of = _source_and_as_of(source, None)
     _quiet_prefect()
+    _task_runner(runner, dask_address, workers)
+    # Each run is a process of its own that imports the flow afresh: the runner reaches
+    # it through the environment (`flows/runners.py`).
+    os.environ[RUNNER_VARIABLE] = runner
+    if dask_address:
+        os.environ[DASK_ADDRESS_VARIABLE] = dask_address
     from prefect.schedules import Cron
 
     from flows.deployment import serve

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -73,10 +74,14 @@ def site_line(site: dict) -> str:
 
 
 def render_site(version: Path, shards: int, workers: int, rules: Rules, run: RunInfo,
-                only: frozenset[str] | None = None) -> SiteReport:
+                only: frozenset[str] | None = None,
+                cluster: tuple[Callable[[Callable, Iterable], list], int] | None = None
+                ) -> SiteReport:
     """Write `version/site/children/<page-id>.html` for every child of the run (or only
     those in `only`, when the others' pages are already there) and
-    `version/site/index.html`; the children's page ids are in `children.parquet`."""
+    `version/site/index.html`; the children's page ids are in `children.parquet`.
+    `cluster` (`flows.runners.on_cluster`) renders the shards on a Dask cluster's workers
+    instead of this machine's."""
     clock = time.perf_counter()
     folder = version / SITE / CHILDREN
     folder.mkdir(parents=True, exist_ok=True)
@@ -84,19 +89,22 @@ def render_site(version: Path, shards: int, workers: int, rules: Rules, run: Run
     jobs = [(version, number, shards, rules, run, only) for number in range(shards)]
     rendered = len(children) if only is None else len(only)
     processes = min(workers, shards) if workers > 1 and rendered >= PROCESSES_FROM else 0
-    if processes > 1:
+    if cluster is not None:
+        cluster_map, processes = cluster
+        done = cluster_map(_render_shard_job, jobs)
+    elif processes > 1:
         # "spawn": the flow runs threads (Prefect's among them), which fork would copy
         # in whatever state they are in.
         with ProcessPoolExecutor(max_workers=processes,
                                  mp_context=get_context("spawn")) as pool:
             done = list(pool.map(_render_shard_job, jobs))
-        sizes = [size for size, _ in done]
-        peak = max((mb for _, mb in done if mb is not None), default=None)
     else:
-        processes, peak = 0, None
+        processes = 0
         # In this process the children and periods tables are read once, not per shard.
         periods = pd.read_parquet(version / "periods.parquet")
-        sizes = [render_shard(*job, tables=(children, periods)) for job in jobs]
+        done = [(render_shard(*job, tables=(children, periods)), None) for job in jobs]
+    sizes = [size for size, _ in done]
+    peak = max((mb for _, mb in done if mb is not None), default=None)
     (version / SITE / "index.html").write_text(index_page(children, _templates(), run),
                                                 encoding="utf-8")
     page_bytes = np.concatenate(sizes) if sizes else np.array([], dtype=np.int64)

@@ -223,6 +223,11 @@ class SuiteRunner:
     def __init__(self) -> None:
         self._local = threading.local()
 
+    def __reduce__(self):
+        # Sent to another process (a Dask worker), a runner starts afresh there: its
+        # contexts belong to the threads of this one.
+        return (SuiteRunner, ())
+
     def _context(self):
         local = self._local
         if not hasattr(local, "context"):

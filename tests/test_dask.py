@@ -1,0 +1,100 @@
+"""The flow on a real local Dask cluster (two worker processes) writes what it writes on
+threads, row for row; and the runner options say plainly what is wrong with them."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from fixtures.generator import generate_database
+from flows.build import build_chronologies
+from flows.cli import main
+from flows.runners import check_scheduler, task_runner
+from flows.validation import SuiteRunner
+
+AS_OF = "2026-03-31"
+SHARDS = 3
+# Columns that hold the run's own id: equal to each run's id, not to each other.
+RUN_ID_COLUMNS = {"first_seen_run"}
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("dask") / "ssd.sqlite"
+    generate_database(path, children=250, seed=23, bad_rate=0.01)
+    return path
+
+
+def _tables(version: Path) -> dict[str, pa.Table]:
+    """Every Parquet table of a version, each partition of the datasets on its own."""
+    found = {path.name: pq.read_table(path) for path in sorted(version.glob("*.parquet"))}
+    for dataset in ("chronology", "events"):
+        for partition in sorted((version / dataset).glob("shard=*")):
+            found[f"{dataset}/{partition.name}"] = pq.read_table(partition)
+    return found
+
+
+def test_a_run_on_a_local_dask_cluster_writes_what_threads_write(prefect_harness, source,
+                                                                 tmp_path):
+    on_threads = build_chronologies(source=str(source), out=str(tmp_path / "threads"),
+                                    shards=SHARDS, as_of=AS_OF)
+    on_dask = build_chronologies.with_options(task_runner=task_runner("dask", workers=2))(
+        source=str(source), out=str(tmp_path / "dask"), shards=SHARDS, as_of=AS_OF)
+
+    assert on_threads["status"] == on_dask["status"] == "succeeded"
+    assert on_dask["children"] == on_threads["children"] > 200
+    # The pages were rendered by the cluster's two worker processes.
+    assert on_dask["site"]["processes"] == 2
+    assert on_dask["site"]["pages"] == on_threads["site"]["pages"]
+    threads, dask = (_tables(Path(m["version"])) for m in (on_threads, on_dask))
+    assert sorted(dask) == sorted(threads)
+    assert {"children.parquet", "rejects.parquet", f"events/shard={SHARDS - 1}",
+            f"chronology/shard={SHARDS - 1}"} <= set(dask)
+    for name, expected in threads.items():
+        got = dask[name]
+        assert got.schema == expected.schema, name
+        assert got.num_rows == expected.num_rows, name
+        for column in expected.column_names:
+            if column in RUN_ID_COLUMNS:
+                assert set(got[column].to_pylist()) <= {on_dask["run_id"]}, (name, column)
+            else:
+                assert got[column].equals(expected[column]), (name, column)
+    pages = {path.name for path in (Path(on_dask["version"]) / "site" / "children").iterdir()}
+    assert pages == {path.name for path in
+                     (Path(on_threads["version"]) / "site" / "children").iterdir()}
+
+
+def test_a_suite_runner_sent_to_a_worker_starts_afresh_there():
+    runner = SuiteRunner()
+    runner._local.context = object()  # what a thread of this process holds
+    copy = pickle.loads(pickle.dumps(runner))
+    assert isinstance(copy, SuiteRunner) and not hasattr(copy._local, "context")
+
+
+def test_runner_choices_are_checked():
+    with pytest.raises(ValueError, match="needs the dask runner"):
+        task_runner("threads", "tcp://127.0.0.1:8786")
+    with pytest.raises(ValueError, match="not one of threads, dask"):
+        task_runner("spark")
+
+
+def test_a_scheduler_that_does_not_answer_is_said_in_a_line():
+    with pytest.raises(ConnectionError, match="cannot reach the Dask scheduler at "
+                       "tcp://127.0.0.1:1"):
+        check_scheduler("tcp://127.0.0.1:1", timeout=1)
+    with pytest.raises(ConnectionError, match="missing port"):
+        check_scheduler("no-port-here", timeout=1)
+
+
+def test_a_dask_address_without_the_dask_runner_is_a_usage_error(source, tmp_path):
+    result = CliRunner().invoke(main, ["build", "--source", str(source), "--out",
+                                       str(tmp_path / "out"), "--dask-address",
+                                       "tcp://127.0.0.1:8786"])
+    assert result.exit_code == 2
+    assert "needs the dask runner" in result.output
+    assert not (tmp_path / "out").exists()
