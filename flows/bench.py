@@ -13,11 +13,13 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from fixtures.generator import DEMO_AS_OF
 from flows import sinks
@@ -80,6 +82,7 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
     runner.warm_up()  # the GX import (~4 s) is start-up, not work
     rules = load_rules()
 
+    _read_through(path)  # the floor's read below finds the file cached too
     cpu_before = os.times()
     started = time.perf_counter()
     raw = read_source(source_url(path), TABLES, None, workers)
@@ -132,6 +135,8 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
         site = render_site(Path(folder), shards, workers, rules, RunInfo(
             run_id="bench", generated_at=datetime.now(UTC), as_of=AS_OF.normalize(),
             rules_hash=rules.digest, marks_new=False))
+        peak_mb = _peak_mb()  # before the floor, which reads the source once more
+        floor = io_floor(path, Path(folder), workers)
     events = sum(sum(o.events_by_table.values()) for o in outcomes)
 
     cpu: dict[str, float] = {}
@@ -152,7 +157,11 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
     # fewer copies of the tables are made.
     yield (f"CPU time: user {cpu_after.user - cpu_before.user:.1f} s, "
            f"system {cpu_after.system - cpu_before.system:.1f} s")
-    yield f"peak memory (max RSS): {_peak_mb():,.0f} MB"
+    yield f"peak memory (max RSS): {peak_mb:,.0f} MB"
+    yield (f"I/O floor: reading the source {floor.read:.1f} s + writing the outputs' "
+           f"{floor.files} Parquet files ({floor.bytes / 2**20:,.0f} MB) {floor.write:.1f} s "
+           f"= {floor.total:.1f} s; the build without pages took {total:.1f} s = "
+           f"{total / floor.total:.1f}× the floor")
     read_s = sum(seconds["read"] for seconds in alone)
     work = {name: sum(seconds[name] for seconds in alone) for name in ("score", "shape",
                                                                         "children")}
@@ -164,6 +173,51 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
     yield f"{entries['entries']:,} entries; " + quality_line(
         quality_report(children, entries, table))
     yield "rendering, from the run's Parquet: " + site_line(site.summary())
+
+
+@dataclass(frozen=True)
+class Floor:
+    """What reading and writing alone take: the least a build could take."""
+
+    read: float   # seconds to read the source tables, as the build reads them
+    write: float  # seconds to write the build's Parquet outputs with pyarrow
+    files: int
+    bytes: int
+
+    @property
+    def total(self) -> float:
+        return self.read + self.write
+
+
+def io_floor(database: Path, outputs: Path, workers: int) -> Floor:
+    """The I/O floor of a build: the time to only read the source tables (`read_source`,
+    on `workers` threads, the file cached as for the build) plus the time to only write
+    the Parquet files the build wrote under `outputs`, with pyarrow, on `workers`
+    threads. Each file is read back untimed just before it is written again elsewhere,
+    so the floor holds one file at a time, not the whole output."""
+    _read_through(database)
+    clock = time.perf_counter()
+    raw = read_source(source_url(database), TABLES, None, workers)
+    read_s = time.perf_counter() - clock
+    del raw
+    files = sorted(outputs.rglob("*.parquet"))
+
+    def rewrite(path: Path, target: Path) -> tuple[float, int]:
+        table = pq.read_table(path)
+        copy = target / path.relative_to(outputs)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        clock = time.perf_counter()
+        pq.write_table(table, copy)
+        return time.perf_counter() - clock, copy.stat().st_size
+
+    with tempfile.TemporaryDirectory(dir=outputs.parent) as target, \
+            ThreadPoolExecutor(max_workers=workers) as pool:
+        written = list(pool.map(lambda path: rewrite(path, Path(target)), files))
+    # The writes' own time, as if the threads wrote side by side without waiting for
+    # the untimed reads: their summed time shared among the threads.
+    write_s = sum(seconds for seconds, _ in written) / max(1, min(workers, len(files)))
+    return Floor(read=read_s, write=write_s, files=len(files),
+                 bytes=sum(size for _, size in written))
 
 
 def _read_through(path: Path) -> None:

@@ -1,11 +1,14 @@
-"""The benchmark's plumbing: each timed run in a process of its own."""
+"""The benchmark's plumbing: each timed run in a process of its own; the I/O floor."""
 
 import os
 import socket
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from flows.bench import _in_own_process
+from fixtures.generator import generate_database
+from flows.bench import _in_own_process, io_floor
 
 
 def _sends_a_large_result(options: dict, api_url: str, results) -> None:
@@ -38,3 +41,25 @@ def test_a_flow_run_that_fails_is_reported(tmp_path):
     with pytest.raises(RuntimeError, match=r"a benchmark run failed \(exit code 1\)"):
         _in_own_process({"source": str(tmp_path / "absent.sqlite"), "out": str(tmp_path)},
                         f"http://127.0.0.1:{_closed_port()}/api")
+
+
+def test_the_io_floor_reads_the_source_and_writes_every_output_file_again(tmp_path):
+    database = tmp_path / "ssd.sqlite"
+    generate_database(database, children=40, seed=5)
+    outputs = tmp_path / "run"
+    files = [outputs / "children.parquet", outputs / "events" / "shard=0" / "part-0.parquet",
+             outputs / "events" / "shard=1" / "part-0.parquet"]
+    for number, path in enumerate(files):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"child_id": [f"C{number}"] * 1000, "n": range(1000)}), path)
+    before = {path: path.read_bytes() for path in files}
+
+    floor = io_floor(database, outputs, workers=2)
+
+    assert floor.files == 3
+    assert floor.bytes >= sum(len(data) for data in before.values()) * 0.5
+    assert floor.read > 0 and floor.write > 0
+    assert floor.total == floor.read + floor.write
+    # The build's files are left as they were, and the copies are gone.
+    assert {path: path.read_bytes() for path in files} == before
+    assert [path for path in tmp_path.iterdir() if path.is_dir()] == [outputs]

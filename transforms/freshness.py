@@ -26,39 +26,48 @@ def stale_on(children: pd.DataFrame, periods: pd.DataFrame, events: pd.DataFrame
     which their outputs, made from these `periods`, `events` and chronology `entries`,
     may change with no change to their records."""
     day = as_of.normalize()
-    tomorrow = day + DAY
+    tomorrow = np.datetime64(day + DAY, "ns")
     ids = pd.Index(children["child_id"].astype("str"))
-    soonest = pd.Series(NEVER, index=ids, dtype="datetime64[ns]")
+    soonest = np.full(len(ids), np.datetime64(NEVER, "ns"))
+    # Each row's child as its position in `ids` (-1: none of them), found once per frame:
+    # a million rows' ids grouped as text, for each date column, cost seconds a shard.
+    at = {name: ids.get_indexer(frame["child_id"].astype("str"))
+          for name, frame in (("children", children), ("periods", periods),
+                              ("events", events), ("entries", entries))}
 
-    def earliest(child: pd.Series, when: pd.Series) -> None:
-        nonlocal soonest
-        found = pd.Series(when.to_numpy(), index=child.astype("str").to_numpy()).dropna()
-        found = found[found.index.isin(ids)]
-        if len(found):
-            by_child = found.groupby(level=0).min().clip(lower=tomorrow).reindex(ids)
-            soonest = soonest.where(~(by_child < soonest).to_numpy(bool), by_child)
+    def earliest(frame: str, when: pd.Series | np.ndarray) -> None:
+        when = np.asarray(when, dtype="datetime64[ns]")
+        rows = (at[frame] >= 0) & ~np.isnat(when)
+        if rows.any():
+            first = pd.Series(when[rows]).groupby(at[frame][rows]).min()
+            child = first.index.to_numpy()
+            soonest[child] = np.minimum(soonest[child],
+                                        np.maximum(first.to_numpy(), tomorrow))
 
     # Anything open or in the future: durations "so far", visit gaps and current status
     # move every day.
-    for frame, start, end in ((periods, "start_date", "end_date"),
-                              (events, "event_date", "end_date")):
+    for name, frame, start, end in (("periods", periods, "start_date", "end_date"),
+                                    ("events", events, "event_date", "end_date")):
         live = ((frame[start] > day) | (frame[end] > day)).fillna(False).to_numpy(bool)
         if frame is periods:
             live = live | (frame[end].isna() & frame[start].notna()).to_numpy(bool)
-        earliest(frame.loc[live, "child_id"], pd.Series(tomorrow, index=frame.index[live]))
+        earliest(name, np.where(live, tomorrow, np.datetime64("NaT", "ns")))
     # The header's age: in days, then weeks, for a newborn; in months to 5; then years.
     born = children["birth_date"].fillna(children["expected_birth_date"])
-    earliest(children["child_id"], _next_age_change(born, day))
+    earliest("children", _next_age_change(born, as_of.normalize()))
     # Entries leave the recent history when they are `history_years` old.
     years = rules.collapse.history_years
     if years:
-        for frame, column in ((events, "event_date"), (events, "end_date"),
-                              (entries, "event_date"), (entries, "end_date"),
-                              (periods, "start_date"), (periods, "end_date")):
+        for name, frame, column in (("events", events, "event_date"),
+                                    ("events", events, "end_date"),
+                                    ("entries", entries, "event_date"),
+                                    ("entries", entries, "end_date"),
+                                    ("periods", periods, "start_date"),
+                                    ("periods", periods, "end_date")):
             # A day early: the cut-off is a calendar offset, and early is safe.
             crossing = frame[column].dt.normalize() + pd.DateOffset(years=years) - DAY
-            earliest(frame["child_id"], crossing.where(crossing > day))
-    return soonest
+            earliest(name, crossing.where(crossing > day))
+    return pd.Series(soonest, index=ids, dtype="datetime64[ns]")
 
 
 def _next_age_change(born: pd.Series, day: pd.Timestamp) -> pd.Series:
