@@ -135,7 +135,7 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
         site = render_site(Path(folder), shards, workers, rules, RunInfo(
             run_id="bench", generated_at=datetime.now(UTC), as_of=AS_OF.normalize(),
             rules_hash=rules.digest, marks_new=False))
-        peak_mb = _peak_mb()  # before the floor, which reads the source once more
+        peak_mb = _peak_mb()  # before the floor, which holds the source and outputs
         floor = io_floor(path, Path(folder), workers)
     events = sum(sum(o.events_by_table.values()) for o in outcomes)
 
@@ -191,33 +191,27 @@ class Floor:
 
 def io_floor(database: Path, outputs: Path, workers: int) -> Floor:
     """The I/O floor of a build: the time to only read the source tables (`read_source`,
-    on `workers` threads, the file cached as for the build) plus the time to only write
-    the Parquet files the build wrote under `outputs`, with pyarrow, on `workers`
-    threads. Each file is read back untimed just before it is written again elsewhere,
-    so the floor holds one file at a time, not the whole output."""
+    on `workers` threads, the file cached as for the build) plus the time to only write,
+    with pyarrow on `workers` threads, the Parquet files of the datasets the timed build
+    wrote under `outputs` (its events and chronology partitions), read into memory
+    first, untimed."""
     _read_through(database)
     clock = time.perf_counter()
     raw = read_source(source_url(database), TABLES, None, workers)
     read_s = time.perf_counter() - clock
     del raw
-    files = sorted(outputs.rglob("*.parquet"))
-
-    def rewrite(path: Path, target: Path) -> tuple[float, int]:
-        table = pq.read_table(path)
-        copy = target / path.relative_to(outputs)
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        clock = time.perf_counter()
-        pq.write_table(table, copy)
-        return time.perf_counter() - clock, copy.stat().st_size
-
+    files = sorted(path for dataset in ("events", "chronology")
+                   for path in (outputs / dataset).rglob("*.parquet"))
+    tables = [(path.relative_to(outputs), pq.read_table(path)) for path in files]
     with tempfile.TemporaryDirectory(dir=outputs.parent) as target, \
             ThreadPoolExecutor(max_workers=workers) as pool:
-        written = list(pool.map(lambda path: rewrite(path, Path(target)), files))
-    # The writes' own time, as if the threads wrote side by side without waiting for
-    # the untimed reads: their summed time shared among the threads.
-    write_s = sum(seconds for seconds, _ in written) / max(1, min(workers, len(files)))
-    return Floor(read=read_s, write=write_s, files=len(files),
-                 bytes=sum(size for _, size in written))
+        for name, _ in tables:
+            (Path(target) / name).parent.mkdir(parents=True, exist_ok=True)
+        clock = time.perf_counter()
+        list(pool.map(lambda item: pq.write_table(item[1], Path(target) / item[0]), tables))
+        write_s = time.perf_counter() - clock
+        size = sum((Path(target) / name).stat().st_size for name, _ in tables)
+    return Floor(read=read_s, write=write_s, files=len(files), bytes=size)
 
 
 def _read_through(path: Path) -> None:

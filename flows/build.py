@@ -190,8 +190,8 @@ def render_pages(version: Path, shards: int, workers: int, rules: Rules, run: Ru
     return render_site(version, shards, workers, rules, run, only, on_cluster())
 
 
-# Threads unless the environment asks for Dask (`flows/runners.py`); `chronology build
-# --runner` and `serve-nightly --runner` choose with `with_options`.
+# Threads unless the environment asks for Dask (`flows/runners.py`), as the options of
+# `chronology build` and `serve-nightly` do.
 @flow(name="build-chronologies", log_prints=False, task_runner=from_environment())
 def build_chronologies(
     source: str,
@@ -218,6 +218,8 @@ def build_chronologies(
     without touching it.
     """
     logger = get_run_logger()
+    # Absolute: the workers of a Dask cluster write into it from folders of their own.
+    out = str(Path(out).resolve())
     rules_path = Path(rules) if rules else DEFAULT_RULES
     ruleset = load_rules(rules_path)
     started = datetime.now(UTC)

@@ -78,33 +78,37 @@ def demo_data(path: Path, children: int, seed: int, bad_rate: float, no_case_not
 def _runner_options(command):
     """`--runner` and `--dask-address`, which the environment may set too."""
     command = click.option(
-        "--dask-address", envvar=DASK_ADDRESS_VARIABLE,
-        help="Scheduler of a Dask cluster (tcp://host:8786) for --runner dask; without "
-        "it, a local cluster of --workers processes is started for each run. The output "
-        "folder must be a path every worker can reach.", show_envvar=True)(command)
+        "--dask-address", envvar=DASK_ADDRESS_VARIABLE, show_envvar=True,
+        help="Scheduler of a Dask cluster (tcp:// or tls://host:8786): the run's work goes "
+        "to its workers, which must reach the output folder at the same path and the "
+        "Prefect server at PREFECT_API_URL.")(command)
     return click.option(
-        "--runner", type=click.Choice(RUNNERS), default="threads",
-        show_default=True, envvar=RUNNER_VARIABLE,
+        "--runner", type=click.Choice(RUNNERS), envvar=RUNNER_VARIABLE, show_envvar=True,
         help="Where the checks of tables, the units of shards and the pages run: threads "
-        "of this process, or a Dask cluster.", show_envvar=True)(command)
+        "of this process, or a Dask cluster (at --dask-address, or else a local one of "
+        "--workers processes started for each run; of two for serve-nightly's runs). "
+        "Default: dask with --dask-address, else threads.")(command)
 
 
-def _task_runner(runner: str, dask_address: str | None, workers: int):
-    """The task runner the options ask for; a Dask scheduler that does not answer is
-    said now, in a line, not by a run that fails after waiting for it."""
-    from flows.runners import check_scheduler, task_runner
+def _run_on(runner: str | None, dask_address: str | None, workers: int):
+    """The task runner the options ask for, also put in the environment for the flow
+    (`flows/runners.py`). A Dask scheduler or Prefect server the workers cannot reach is
+    said now, in a line, not by a run that fails after waiting for them."""
+    from flows.runners import check_prefect_reachable, check_scheduler, choose, task_runner
 
     try:
-        chosen = task_runner(runner, dask_address, workers)
+        choose(runner, dask_address)
+        on = task_runner(runner, dask_address, workers)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     if dask_address:
         try:
             check_scheduler(dask_address)
+            check_prefect_reachable(dask_address, os.environ.get("PREFECT_API_URL"))
         except ConnectionError as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(1)
-    return chosen
+    return on
 
 
 @main.command()
@@ -140,7 +144,7 @@ def _task_runner(runner: str, dask_address: str | None, workers: int):
 def build(source: str | None, out: str, children: str | None, shards: int, workers: int,
           as_of: str | None, max_reject_share: float, rules_file: str | None,
           keep_versions: int, wait_seconds: float, full: bool, since: str | None,
-          runner: str, dask_address: str | None) -> None:
+          runner: str | None, dask_address: str | None) -> None:
     """Run the main flow: extract, validate, stage, score and shape the source into
     per-child chronologies, and render a page for each child.
 
@@ -148,7 +152,7 @@ def build(source: str | None, out: str, children: str | None, shards: int, worke
     are taken from it unchanged; --full rebuilds everyone."""
     source, as_of = _source_and_as_of(source, as_of)
     _quiet_prefect()
-    on = _task_runner(runner, dask_address, workers)  # checked before the flow's import
+    on = _run_on(runner, dask_address, workers)  # before the flow's import, which reads it
     from flows.build import RunFailed, build_chronologies
     from flows.incremental import check_choice
     from flows.publish import OutputBusy
@@ -300,8 +304,8 @@ def _print_summary(manifest: dict, out: Path) -> None:
               type=click.IntRange(1), help="Published versions to keep in OUT/versions.")
 @_runner_options
 def serve_nightly(source: str | None, out: str, cron: str, timezone: str, shards: int,
-                  workers: int, keep_versions: int, runner: str, dask_address: str | None
-                  ) -> None:
+                  workers: int, keep_versions: int, runner: str | None,
+                  dask_address: str | None) -> None:
     """Serve the flow as the Prefect deployment `build-chronologies/nightly` on a schedule,
     against the Prefect server at PREFECT_API_URL, until stopped (Ctrl-C)."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -319,12 +323,9 @@ def serve_nightly(source: str | None, out: str, cron: str, timezone: str, shards
         sys.exit(1)
     source, as_of = _source_and_as_of(source, None)
     _quiet_prefect()
-    _task_runner(runner, dask_address, workers)
     # Each run is a process of its own that imports the flow afresh: the runner reaches
-    # it through the environment (`flows/runners.py`).
-    os.environ[RUNNER_VARIABLE] = runner
-    if dask_address:
-        os.environ[DASK_ADDRESS_VARIABLE] = dask_address
+    # it through the environment.
+    _run_on(runner, dask_address, workers)
     from prefect.schedules import Cron
 
     from flows.deployment import serve

@@ -12,6 +12,7 @@ import re
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -224,9 +225,10 @@ class SuiteRunner:
         self._local = threading.local()
 
     def __reduce__(self):
-        # Sent to another process (a Dask worker), a runner starts afresh there: its
-        # contexts belong to the threads of this one.
-        return (SuiteRunner, ())
+        # Sent to another process (a Dask worker), a runner is that process's own: its
+        # contexts belong to the threads of this one, and one runner a process keeps
+        # each worker thread's GX context and suites from one task to the next.
+        return (process_runner, ())
 
     def _context(self):
         local = self._local
@@ -355,6 +357,12 @@ class SuiteRunner:
             return Failures(rows, results)
         return Failures(rows, results, judged_before=judged_before,
                         found=_found(expectations, frame, hashes, ignored, failed))
+
+
+@cache
+def process_runner() -> SuiteRunner:
+    """The suite runner of this process, for tasks sent to it (`SuiteRunner.__reduce__`)."""
+    return SuiteRunner()
 
 
 def _failure(expectations: list[dict], position: int, row: dict) -> tuple:

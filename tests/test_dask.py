@@ -14,7 +14,13 @@ from click.testing import CliRunner
 from fixtures.generator import generate_database
 from flows.build import build_chronologies
 from flows.cli import main
-from flows.runners import check_scheduler, task_runner
+from flows.runners import (
+    check_prefect_reachable,
+    check_scheduler,
+    chosen,
+    from_environment,
+    task_runner,
+)
 from flows.validation import SuiteRunner
 
 AS_OF = "2026-03-31"
@@ -69,32 +75,57 @@ def test_a_run_on_a_local_dask_cluster_writes_what_threads_write(prefect_harness
                      (Path(on_threads["version"]) / "site" / "children").iterdir()}
 
 
-def test_a_suite_runner_sent_to_a_worker_starts_afresh_there():
+def test_a_suite_runner_sent_to_a_worker_is_that_worker_s_own():
     runner = SuiteRunner()
     runner._local.context = object()  # what a thread of this process holds
     copy = pickle.loads(pickle.dumps(runner))
-    assert isinstance(copy, SuiteRunner) and not hasattr(copy._local, "context")
+    assert isinstance(copy, SuiteRunner) and copy is not runner
+    assert not hasattr(copy._local, "context")
+    # Every task sent to the process finds the same runner, with its GX contexts.
+    assert pickle.loads(pickle.dumps(SuiteRunner())) is copy
 
 
 def test_runner_choices_are_checked():
-    with pytest.raises(ValueError, match="needs the dask runner"):
+    assert chosen(None, None) == "threads"
+    assert chosen(None, "tcp://10.0.0.5:8786") == "dask"  # an address says where to run
+    assert chosen("dask", None) == "dask"  # a local cluster
+    with pytest.raises(ValueError, match="address needs the dask runner"):
         task_runner("threads", "tcp://127.0.0.1:8786")
     with pytest.raises(ValueError, match="not one of threads, dask"):
         task_runner("spark")
 
 
+def test_the_environment_chooses_the_runner_of_a_flow_imported_afresh(monkeypatch):
+    monkeypatch.delenv("CHRONOLOGY_RUNNER", raising=False)
+    monkeypatch.setenv("CHRONOLOGY_DASK_ADDRESS", "tcp://10.0.0.5:8786")
+    runner = from_environment()
+    assert type(runner).__name__ == "DaskTaskRunner"
+    assert runner.address == "tcp://10.0.0.5:8786"
+    monkeypatch.delenv("CHRONOLOGY_DASK_ADDRESS")
+    assert type(from_environment()).__name__ == "ThreadPoolTaskRunner"
+
+
 def test_a_scheduler_that_does_not_answer_is_said_in_a_line():
-    with pytest.raises(ConnectionError, match="cannot reach the Dask scheduler at "
-                       "tcp://127.0.0.1:1"):
-        check_scheduler("tcp://127.0.0.1:1", timeout=1)
-    with pytest.raises(ConnectionError, match="missing port"):
-        check_scheduler("no-port-here", timeout=1)
+    for address, reason in (("tcp://127.0.0.1:1", "Timed out"),
+                            ("no-port-here", "missing port"),
+                            ("tls://127.0.0.1:1", "")):  # no certificates configured
+        with pytest.raises(ConnectionError, match=f"cannot reach the Dask scheduler at "
+                           f"{address}: .*{reason}"):
+            check_scheduler(address, timeout=1)
 
 
-def test_a_dask_address_without_the_dask_runner_is_a_usage_error(source, tmp_path):
+def test_workers_on_other_machines_need_a_prefect_server_they_can_reach():
+    check_prefect_reachable("tcp://127.0.0.1:8786", None)  # workers on this machine
+    check_prefect_reachable("tcp://10.0.0.5:8786", "http://10.0.0.2:4200/api")
+    for api in (None, "http://127.0.0.1:4200/api", "http://localhost:4200/api"):
+        with pytest.raises(ConnectionError, match="PREFECT_API_URL must be its address"):
+            check_prefect_reachable("tcp://10.0.0.5:8786", api)
+
+
+def test_a_dask_address_with_the_threads_runner_is_a_usage_error(source, tmp_path):
     result = CliRunner().invoke(main, ["build", "--source", str(source), "--out",
-                                       str(tmp_path / "out"), "--dask-address",
-                                       "tcp://127.0.0.1:8786"])
+                                       str(tmp_path / "out"), "--runner", "threads",
+                                       "--dask-address", "tcp://127.0.0.1:8786"])
     assert result.exit_code == 2
-    assert "needs the dask runner" in result.output
+    assert "address needs the dask runner" in result.output
     assert not (tmp_path / "out").exists()

@@ -22,9 +22,9 @@ NEVER = pd.Timestamp.max.normalize()
 
 def stale_on(children: pd.DataFrame, periods: pd.DataFrame, events: pd.DataFrame,
              entries: pd.DataFrame, rules: Rules, as_of: pd.Timestamp) -> pd.Series:
-    """By child id (the children of `children`): the first "as of" date after `as_of` on
-    which their outputs, made from these `periods`, `events` and chronology `entries`,
-    may change with no change to their records."""
+    """By child id (the children of `children`, one row each): the first "as of" date
+    after `as_of` on which their outputs, made from these `periods`, `events` and
+    chronology `entries`, may change with no change to their records."""
     day = as_of.normalize()
     tomorrow = np.datetime64(day + DAY, "ns")
     ids = pd.Index(children["child_id"].astype("str"))
@@ -54,7 +54,7 @@ def stale_on(children: pd.DataFrame, periods: pd.DataFrame, events: pd.DataFrame
         earliest(name, np.where(live, tomorrow, np.datetime64("NaT", "ns")))
     # The header's age: in days, then weeks, for a newborn; in months to 5; then years.
     born = children["birth_date"].fillna(children["expected_birth_date"])
-    earliest("children", _next_age_change(born, as_of.normalize()))
+    earliest("children", _next_age_change(born, day))
     # Entries leave the recent history when they are `history_years` old.
     years = rules.collapse.history_years
     if years:
