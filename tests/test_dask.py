@@ -4,6 +4,7 @@ threads, row for row; and the runner options say plainly what is wrong with them
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -70,9 +71,19 @@ def test_a_run_on_a_local_dask_cluster_writes_what_threads_write(prefect_harness
                 assert set(got[column].to_pylist()) <= {on_dask["run_id"]}, (name, column)
             else:
                 assert got[column].equals(expected[column]), (name, column)
-    pages = {path.name for path in (Path(on_dask["version"]) / "site" / "children").iterdir()}
-    assert pages == {path.name for path in
-                     (Path(on_threads["version"]) / "site" / "children").iterdir()}
+    # The pages the workers rendered are the threaded run's, but for the run's id and
+    # the time it ran.
+    pages = {manifest["run_id"]: _pages(Path(manifest["version"]), manifest["run_id"])
+             for manifest in (on_threads, on_dask)}
+    assert pages[on_dask["run_id"]] == pages[on_threads["run_id"]]
+    assert len(pages[on_dask["run_id"]]) == on_dask["site"]["pages"] + 1  # and the index
+
+
+def _pages(version: Path, run_id: str) -> dict[str, str]:
+    """Each page of a version's site by its path, the run's id and time taken out."""
+    return {str(path.relative_to(version)): re.sub(
+        r"(<dt>Generated at</dt><dd>)[^<]*", r"\1", path.read_text(encoding="utf-8")
+    ).replace(run_id, "RUN") for path in (version / "site").rglob("*.html")}
 
 
 def test_a_suite_runner_sent_to_a_worker_is_that_worker_s_own():
