@@ -17,8 +17,8 @@ DEFAULT_TIMEZONE = "Europe/London"
 DEMO_DATABASE = Path("demo") / "ssd-demo.sqlite"
 DEMO_CHILDREN = 2000
 DEMO_SEED = 42
-# The runner's settings in the environment (as `flows/runners.py` reads them, for a
-# deployment run under a work pool).
+# Where a run's tasks run, and the environment variables that say so to a run that
+# imports the flow afresh (`flows/runners.py`).
 RUNNERS = ("threads", "dask")
 RUNNER_VARIABLE = "CHRONOLOGY_RUNNER"
 DASK_ADDRESS_VARIABLE = "CHRONOLOGY_DASK_ADDRESS"

@@ -18,6 +18,7 @@ takes them from its environment.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterable
 
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
@@ -130,9 +131,12 @@ def on_cluster() -> tuple[Callable[[Callable, Iterable], list], int] | None:
     from prefect.context import FlowRunContext
 
     context = FlowRunContext.get()
-    runner = context.task_runner if context is not None else None
-    if runner is None or type(runner).__name__ != "DaskTaskRunner":
+    # A Dask runner has imported prefect_dask; a threaded run need not import it to say no.
+    dask = sys.modules.get("prefect_dask")
+    if context is None or dask is None or not isinstance(context.task_runner,
+                                                         dask.DaskTaskRunner):
         return None
+    runner = context.task_runner
     client = runner.client
 
     def cluster_map(function: Callable, jobs: Iterable) -> list:
