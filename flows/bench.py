@@ -10,6 +10,7 @@ import json
 import os
 import resource
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,14 +26,22 @@ from fixtures.generator import DEMO_AS_OF
 from flows import sinks
 from flows.site import render_site, site_line
 from flows.source import read_source, source_url
-from flows.steps import ShardOutcome, score_and_shape, stage_and_write_unit, validate_table
+from flows.steps import (
+    ShardOutcome,
+    build_in_passes,
+    give_back_freed_memory,
+    score_and_shape,
+    stage_and_write_unit,
+    validate_table,
+)
 from flows.validation import SuiteRunner
+from transforms.fingerprint import row_children
 from transforms.pages import RunInfo, page_ids
-from transforms.prepare import known_ids, prepare
+from transforms.prepare import Prepared, known_ids, mark_source
 from transforms.reconcile import event_reconciliation, quality_line, quality_report
 from transforms.rules import Rules, load_rules
-from transforms.shards import by_unit, work_units
-from transforms.ssd import TABLES
+from transforms.shards import build_passes
+from transforms.ssd import TABLES, TABLES_BY_NAME
 
 # The generated records run up to DEMO_AS_OF; the run is "as of" the end of that day.
 AS_OF = pd.Timestamp(DEMO_AS_OF) + pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
@@ -40,6 +49,48 @@ AS_OF = pd.Timestamp(DEMO_AS_OF) + pd.Timedelta(days=1) - pd.Timedelta(seconds=1
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class ProcessTreeMemory:
+    """The most memory this process and the worker processes it started held at once:
+    their resident sizes summed, sampled ten times a second while in a `with` block.
+    The render workers are processes of their own, so this process's peak alone is not
+    what the machine must have."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> ProcessTreeMemory:
+        self._sampler.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._sampler.join()
+
+    def _sample(self) -> None:
+        while True:
+            self.peak_mb = max(self.peak_mb, process_tree_mb(os.getpid()))
+            if self._stop.wait(self.interval):
+                return
+
+
+def process_tree_mb(root: int) -> float:
+    """The resident memory of process `root` and all its descendants, in MB (Linux:
+    each thread's `children` file names the processes it started)."""
+    pages, frontier = 0, [root]
+    while frontier:
+        pid = frontier.pop()
+        try:
+            pages += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+            for children in Path(f"/proc/{pid}/task").glob("*/children"):
+                frontier += [int(child) for child in children.read_text().split()]
+        except (OSError, ValueError, IndexError):  # the process ended meanwhile
+            continue
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _processor_seconds() -> float:
@@ -83,59 +134,67 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
     rules = load_rules()
 
     _read_through(path)  # the floor's read below finds the file cached too
-    cpu_before = os.times()
-    started = time.perf_counter()
-    raw = read_source(source_url(path), TABLES, None, workers)
-    rows = sum(t.num_rows for t in raw.values())
-    extract_s = time.perf_counter() - started
-
     with ThreadPoolExecutor(max_workers=workers) as pool, \
             tempfile.TemporaryDirectory() as folder:
-        clock = time.perf_counter()
-        prepared = prepare({name: table.to_pandas(date_as_object=False)
-                            for name, table in raw.items()}, known_ids(raw), pool.map)
-        del raw
-        prepare_s = time.perf_counter() - clock
+        with ProcessTreeMemory() as memory:
+            cpu_before = os.times()
+            started = time.perf_counter()
+            raw = read_source(source_url(path), TABLES, None, workers)
+            rows = sum(t.num_rows for t in raw.values())
+            extract_s = time.perf_counter() - started
+            stage_seconds: dict[str, float] = {}
+            clock = time.perf_counter()
 
-        clock = time.perf_counter()
-        validate = partial(validate_table, births=prepared.births, known=prepared.known,
-                           as_of=AS_OF, runner=runner, shards=shards)
-        names = prepared.largest_first()
-        validated = list(pool.map(validate, names, [prepared.frames[n] for n in names]))
-        del prepared
-        tables = [outcome for _, outcome in validated]
-        units = work_units(shards, children)
-        parts = by_unit({outcome.name: shard_parts for shard_parts, outcome in validated}, units)
-        del validated
-        validate_s = time.perf_counter() - clock
+            def lap(stage: str) -> None:
+                nonlocal clock
+                now = time.perf_counter()
+                stage_seconds[stage] = stage_seconds.get(stage, 0.0) + now - clock
+                clock = now
 
-        # As in the flow, each unit of shards is staged, validated, scored, shaped and
-        # written by one worker.
-        clock = time.perf_counter()
-        outcomes = list(pool.map(lambda item: stage_and_write_unit(
-            item[0], item[1], AS_OF, runner, Path(folder), rules, "bench", shards),
-            zip(units, parts, strict=True)))
-        del parts
-        stage_s = time.perf_counter() - clock
-        total = time.perf_counter() - started
-        cpu_after = os.times()
+            marked = mark_source(raw, row_children(raw, TABLES_BY_NAME, pool.map),
+                                 known_ids(raw), shards, build_passes(shards, children),
+                                 Path(folder) / "passes", pool.map)
+            del raw
+            lap("prepare")
+
+            def validate(prepared: Prepared) -> list:
+                names = prepared.largest_first()
+                return list(pool.map(partial(
+                    validate_table, births=prepared.births, known=prepared.known,
+                    as_of=AS_OF, runner=runner, shards=shards),
+                    names, [prepared.frames[n] for n in names]))
+
+            # As in the flow, pass by pass, and each unit of shards is staged, validated,
+            # scored, shaped and written by one worker.
+            tables, outcomes = build_in_passes(
+                marked, shards, children, validate,
+                lambda units, parts: list(pool.map(lambda item: stage_and_write_unit(
+                    item[0], item[1], AS_OF, runner, Path(folder), rules, "bench", shards),
+                    zip(units, parts, strict=True))), lap)
+            marked.discard()
+            del marked
+            give_back_freed_memory()  # as the flow does before rendering
+            total = time.perf_counter() - started
+            cpu_after = os.times()
+
+            # Rendering every page from the written outputs, as the flow's render stage
+            # does.
+            header = pd.concat([o.children for o in outcomes], ignore_index=True)
+            sinks.write_table(header.assign(page_id=page_ids(header["child_id"])),
+                              Path(folder) / "children.parquet")
+            sinks.write_table(pd.concat([o.periods for o in outcomes], ignore_index=True),
+                              Path(folder) / "periods.parquet")
+            site = render_site(Path(folder), shards, workers, rules, RunInfo(
+                run_id="bench", generated_at=datetime.now(UTC), as_of=AS_OF.normalize(),
+                rules_hash=rules.digest, marks_new=False))
+        peak_mb = _peak_mb()  # before the floor, which holds the source and outputs
+
         # Scoring and shaping alone: the run's events read back shard by shard and put
         # through the same code, so their time is not mixed with staging's.
         clock = time.perf_counter()
         alone = list(pool.map(lambda outcome: _score_and_shape_again(
             Path(folder), outcome, rules), outcomes))
         alone_s = time.perf_counter() - clock
-
-        # Rendering every page from the written outputs, as the flow's render stage does.
-        children = pd.concat([o.children for o in outcomes], ignore_index=True)
-        sinks.write_table(children.assign(page_id=page_ids(children["child_id"])),
-                          Path(folder) / "children.parquet")
-        sinks.write_table(pd.concat([o.periods for o in outcomes], ignore_index=True),
-                          Path(folder) / "periods.parquet")
-        site = render_site(Path(folder), shards, workers, rules, RunInfo(
-            run_id="bench", generated_at=datetime.now(UTC), as_of=AS_OF.normalize(),
-            rules_hash=rules.digest, marks_new=False))
-        peak_mb = _peak_mb()  # before the floor, which holds the source and outputs
         floor = io_floor(path, Path(folder), workers)
     events = sum(sum(o.events_by_table.values()) for o in outcomes)
 
@@ -143,11 +202,13 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
     for outcome in [*tables, *outcomes]:
         for name, seconds in outcome.seconds.items():
             cpu[name] = cpu.get(name, 0.0) + seconds
-    yield f"source rows: {rows:,}; events: {events:,}; shards: {shards}; workers: {workers}"
+    yield (f"source rows: {rows:,}; events: {events:,}; shards: {shards}, built in "
+           f"{len(build_passes(shards, children))} passes; workers: {workers}")
     yield f"{'stage':<36}{'seconds':>9}{'rows/s':>14}"
-    stages = (("extract (read source)", extract_s), ("prepare (pandas, keys)", prepare_s),
-              ("conform + validate + split tables", validate_s),
-              ("per shard: stage, score, shape, write", stage_s))
+    stages = (("extract (read source)", extract_s),
+              ("prepare (keys, copies, passes)", stage_seconds["prepare"]),
+              ("conform + validate + split tables", stage_seconds["validate_source"]),
+              ("per shard: stage, score, shape, write", stage_seconds["stage_score_shape"]))
     for name, seconds in stages:
         yield f"{name:<36}{seconds:>9.1f}{rows / seconds:>14,.0f}"
     for name, seconds in cpu.items():
@@ -157,7 +218,9 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
     # fewer copies of the tables are made.
     yield (f"CPU time: user {cpu_after.user - cpu_before.user:.1f} s, "
            f"system {cpu_after.system - cpu_before.system:.1f} s")
-    yield f"peak memory (max RSS): {peak_mb:,.0f} MB"
+    yield (f"peak memory: {memory.peak_mb:,.0f} MB for this process and its render workers "
+           f"together (their resident sizes summed); this process alone (max RSS) "
+           f"{peak_mb:,.0f} MB")
     yield (f"I/O floor: reading the source {floor.read:.1f} s + writing the outputs' "
            f"{floor.files} Parquet files ({floor.bytes / 2**20:,.0f} MB) {floor.write:.1f} s "
            f"= {floor.total:.1f} s; the build without pages took {total:.1f} s = "
@@ -171,7 +234,7 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
            f"{work['shape']:.1f} s, children's header facts {work['children']:.1f} s")
     table, entries = event_reconciliation(outcomes)
     yield f"{entries['entries']:,} entries; " + quality_line(
-        quality_report(children, entries, table))
+        quality_report(header, entries, table))
     yield "rendering, from the run's Parquet: " + site_line(site.summary())
 
 

@@ -51,13 +51,15 @@ from flows.steps import (
     Made,
     ShardOutcome,
     TableOutcome,
+    build_in_passes,
+    give_back_freed_memory,
     stage_and_write_unit,
     validate_table,
 )
 from flows.validation import SuiteRunner
 from transforms.fingerprint import SourceFacts, source_facts
 from transforms.pages import RunInfo
-from transforms.prepare import Prepared, known_ids, prepare
+from transforms.prepare import Marked, Prepared, known_ids, mark_source
 from transforms.reconcile import (
     check_balanced,
     check_events_balanced,
@@ -69,10 +71,12 @@ from transforms.reconcile import (
     run_summary,
 )
 from transforms.rules import DEFAULT_RULES, Rules, load_rules
-from transforms.shards import by_unit, table_batches, work_units
+from transforms.shards import build_passes, table_batches
 from transforms.ssd import TABLES, TABLES_BY_NAME
 
-TABLE_ORDER = {table.name: position for position, table in enumerate(TABLES)}
+# Where a run in several passes keeps the rows of each pass until it is built (inside
+# its version, so that a killed run's are cleaned up with it).
+PASSES = ".passes"
 
 
 class RunFailed(RuntimeError):
@@ -110,17 +114,20 @@ def plan_incremental(out: Path, facts: SourceFacts, as_of: pd.Timestamp, rules_h
 
 
 @task(cache_policy=NO_CACHE)
-def rows_to_build(raw: dict[str, pa.Table], facts: SourceFacts, reuse: Reuse, workers: int
-                  ) -> dict[str, pa.Table]:
+def rows_to_build(raw: dict[str, pa.Table], children_of_rows: dict[str, pa.DictionaryArray],
+                  reuse: Reuse, workers: int
+                  ) -> tuple[dict[str, pa.Table], dict[str, pa.DictionaryArray]]:
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return without_children(raw, facts.children_of_rows, reuse.children, pool.map)
+        return without_children(raw, children_of_rows, reuse.children, pool.map)
 
 
 @task(cache_policy=NO_CACHE)
-def prepare_tables(raw: dict[str, pa.Table], known: dict, workers: int) -> Prepared:
+def mark_rows(raw: dict[str, pa.Table], children_of_rows: dict[str, pa.DictionaryArray],
+              known: dict, shards: int, children: int, version: Path, workers: int
+              ) -> Marked:
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return prepare({name: table.to_pandas(date_as_object=False)
-                        for name, table in raw.items()}, known, pool.map)
+        return mark_source(raw, children_of_rows, known, shards,
+                           build_passes(shards, children), version / PASSES, pool.map)
 
 
 @task(cache_policy=NO_CACHE)
@@ -248,7 +255,7 @@ def build_chronologies(
         def lap(name: str) -> None:
             nonlocal clock
             now = time.perf_counter()
-            timings[name] = now - clock
+            timings[name] = timings.get(name, 0.0) + now - clock
             clock = now
 
         raw = extract(source, children, workers)
@@ -257,11 +264,13 @@ def build_chronologies(
         logger.info("extracted %d tables, %d rows", len(raw), rows_read)
 
         facts = learn_source(raw, data_as_of, since_date, workers)
+        known, fingerprints, of_rows = facts.known, facts.children, facts.children_of_rows
         reuse = nothing_reused("a run for some children", 0)
         if children is None:
             reuse = plan_incremental(Path(out), facts, data_as_of, ruleset.digest, code,
                                      shards, full)
-            raw = rows_to_build(raw, facts, reuse, workers)
+            raw, of_rows = rows_to_build(raw, of_rows, reuse, workers)
+        del facts
         carrying = None
         if reuse.children:
             # The children taken are carried over while the others are built.
@@ -270,8 +279,6 @@ def build_chronologies(
                 ahead))
         elif ahead is not None:  # no child is taken: no page linked ahead may stay
             ahead.discard()
-        known, fingerprints = facts.known, facts.children
-        del facts  # each row's child is no longer needed
         # What the run accounts for: the rows of the children it builds.
         extracted = {name: table.num_rows for name, table in raw.items()}
         lap("fingerprint")
@@ -282,41 +289,36 @@ def build_chronologies(
         if carrying is not None and not to_build:
             # Every child is taken from the published output: nothing to prepare, check,
             # shape or render, and the run's own tables are empty.
-            del raw
+            del raw, of_rows
             tables, shard_outcomes = [], []
             made = nothing_made(reuse.previous, version, shards)
         else:
-            prepared = prepare_tables(raw, known, workers)
-            del raw
+            marked = mark_rows(raw, of_rows, known, shards, to_build, version, workers)
+            del raw, of_rows  # what the passes need is in `marked`, or on disk
             lap("prepare")
 
             runner = SuiteRunner()
             earlier = verdicts.earlier(verdicts_from, data_as_of)
-            validated = [table for f in [
-                validate_source_tables.submit({name: prepared.frames[name] for name in names},
-                                              prepared.births, prepared.known, data_as_of,
-                                              runner, shards, earlier)
-                for names in table_batches({name: len(frame) for name, frame
-                                            in prepared.frames.items()}, workers)]
-                         for table in f.result()]
-            prepare_rejects = prepared.rejects
-            del prepared
-            # Reported in the contract's table order, whatever order they ran in.
-            tables = sorted((outcome for _, outcome in validated),
-                            key=lambda o: TABLE_ORDER[o.name])
-            units = work_units(shards, to_build)
-            parts = by_unit({outcome.name: shard_parts for shard_parts, outcome in validated},
-                            units)
-            del validated
-            lap("validate_source")
 
-            shard_outcomes = [f.result() for f in [
-                build_unit.submit(unit, part, data_as_of, runner, version, ruleset, run_id,
-                                  Path(out), shards)
-                for unit, part in zip(units, parts, strict=True)]]
-            del parts
-            lap("stage_score_shape")
-            made = Made.of(prepare_rejects, tables, shard_outcomes)
+            def validate(prepared: Prepared) -> list:
+                return [table for f in [validate_source_tables.submit(
+                    {name: prepared.frames[name] for name in names}, prepared.births,
+                    prepared.known, data_as_of, runner, shards, earlier)
+                    for names in table_batches({name: len(frame) for name, frame
+                                                in prepared.frames.items()}, workers)]
+                    for table in f.result()]
+
+            def build(units: list[tuple[int, ...]], parts: list[dict]) -> list[ShardOutcome]:
+                return [f.result() for f in [build_unit.submit(
+                    unit, part, data_as_of, runner, version, ruleset, run_id, Path(out),
+                    shards) for unit, part in zip(units, parts, strict=True)]]
+
+            tables, shard_outcomes = build_in_passes(marked, shards, to_build, validate,
+                                                     build, lap)
+            marked.discard()
+            made = Made.of(marked.rejects, tables, shard_outcomes)
+            del marked
+            give_back_freed_memory()  # before the render workers start beside this process
 
         rejects, findings, people, children_table = (made.rejects, made.findings, made.people,
                                                      made.children)

@@ -132,19 +132,21 @@ def plan_reuse(out: Path, facts: pd.DataFrame, as_of: pd.Timestamp, rules_hash: 
 def without_children(raw: dict[str, pa.Table],
                      children_of_rows: dict[str, pa.DictionaryArray],
                      reused: frozenset[str], map_tables: Callable = map
-                     ) -> dict[str, pa.Table]:
+                     ) -> tuple[dict[str, pa.Table], dict[str, pa.DictionaryArray]]:
     """The source rows that are not of a reused child (`UNNAMED`: the rows that name
-    none); `map_tables` runs the tables side by side."""
+    none), and the child of each of them; `map_tables` runs the tables side by side."""
     if not reused:
-        return raw
+        return raw, children_of_rows
     taken = Taken(taken=reused)
 
-    def left(name: str) -> pa.Table:
+    def left(name: str) -> tuple[pa.Table, pa.DictionaryArray]:
         child = children_of_rows[name]  # each child is looked up once, not each row
-        return raw[name].filter(pc.invert(taken.arrow_rows(child.dictionary)).take(
-            child.indices))
+        keep = pc.invert(taken.arrow_rows(child.dictionary)).take(child.indices)
+        return raw[name].filter(keep), child.filter(keep)
 
-    return dict(zip(raw, map_tables(left, raw), strict=True))
+    kept = dict(zip(raw, map_tables(left, raw), strict=True))
+    return ({name: rows for name, (rows, _) in kept.items()},
+            {name: child for name, (_, child) in kept.items()})
 
 
 def stamps(facts: pd.DataFrame, reused: frozenset[str], freshness: pd.DataFrame,

@@ -59,6 +59,17 @@ class Verdicts(NamedTuple):
         return cls(np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
+def combined_verdicts(parts: list[Verdicts]) -> Verdicts:
+    """The verdicts of the rows of several batches as of one."""
+    starts = np.cumsum([0, *(len(part.hashes) for part in parts)])[:-1]
+    return Verdicts(
+        np.concatenate([Verdicts.none().hashes, *(part.hashes for part in parts)]),
+        np.concatenate([Verdicts.none().failed_rows, *(
+            part.failed_rows + start for part, start in zip(parts, starts, strict=True))]),
+        np.concatenate([Verdicts.none().failed_expectations,
+                        *(part.failed_expectations for part in parts)]))
+
+
 @dataclass(frozen=True)
 class Earlier:
     """The files of verdicts usable at this run's as-of date, by suite. A suite's files
@@ -184,7 +195,7 @@ def _merge_small_files(folder: Path, run_id: str) -> None:
     merged = folder / f"merged-{run_id}.parquet"
     temporary = merged.with_suffix(".tmp")
     parts = [_read(path) for path in small]
-    starts = np.cumsum([0, *(len(part.hashes) for part in parts[:-1])])
+    starts = np.cumsum([0, *(len(part.hashes) for part in parts)])[:-1]
     _write(temporary, Verdicts(
         np.concatenate([part.hashes for part in parts]),
         np.concatenate([part.failed_rows + start

@@ -1,13 +1,18 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from transforms import conform
+from transforms.fingerprint import row_children
+from transforms.prepare import known_ids, mark_source
 from transforms.ssd import TABLES_BY_NAME
 from transforms.stage import EVENT_COLUMNS, _typed
 
@@ -59,12 +64,22 @@ def raw_frame(table: str, rows: list[dict]) -> pd.DataFrame:
     return frame.astype("str")
 
 
+def raw_tables(tables: dict[str, list[dict]]) -> dict[str, pa.Table]:
+    """Literal rows as the source reader gives them: Arrow tables of text."""
+    return {name: pa.Table.from_pandas(frame, preserve_index=False, schema=pa.schema(
+        [(column, pa.string()) for column in frame.columns]))
+        for name, frame in ((name, raw_frame(name, rows)) for name, rows in tables.items())}
+
+
 def conformed(tables: dict[str, list[dict]]) -> dict[str, pd.DataFrame]:
-    """Literal rows taken through numbering, owner resolution and conforming."""
-    numbered = {name: conform.number_rows(raw_frame(name, rows)) for name, rows in tables.items()}
-    resolved = conform.resolve_owners(numbered, TABLES_BY_NAME)
-    return {name: conform.conform_table(TABLES_BY_NAME[name], frame).frame
-            for name, frame in resolved.items()}
+    """Literal rows taken through the run's numbering and owner resolution, and
+    conforming."""
+    raw = raw_tables(tables)
+    marked = mark_source(raw, row_children(raw, TABLES_BY_NAME), known_ids(raw), shards=1,
+                         passes=[(0,)])
+    return {name: conform.conform_table(TABLES_BY_NAME[name], table.to_pandas(
+        date_as_object=False).drop(columns=[conform.KEY_COPIES, conform.REJECTED])).frame
+        for name, table in marked.whole.items()}
 
 
 def literal_events(*rows: dict, birth: str = "2012-01-01") -> pd.DataFrame:
@@ -84,3 +99,48 @@ def literal_events(*rows: dict, birth: str = "2012-01-01") -> pd.DataFrame:
                        "date_precision": "day", "age_days": (when.normalize() - born).days,
                        **row})
     return _typed(pd.DataFrame(filled), EVENT_COLUMNS)
+
+
+# Columns that hold the run's own id: equal to each run's id, not to each other.
+RUN_ID_COLUMNS = {"first_seen_run"}
+
+
+def version_tables(version: Path) -> dict[str, pa.Table]:
+    """Every Parquet table of a version, each partition of the datasets on its own."""
+    found = {path.name: pq.read_table(path) for path in sorted(version.glob("*.parquet"))}
+    for dataset in ("chronology", "events"):
+        for partition in sorted((version / dataset).glob("shard=*")):
+            found[f"{dataset}/{partition.name}"] = pq.read_table(partition)
+    return found
+
+
+def assert_same_outputs(expected: dict, got: dict) -> None:
+    """The versions two runs (their manifests) wrote hold the same Parquet tables row
+    for row and the same pages, but for each run's own id and time."""
+    assert got["site"]["pages"] == expected["site"]["pages"]
+    tables = {manifest["run_id"]: version_tables(Path(manifest["version"]))
+              for manifest in (expected, got)}
+    wanted, found = tables[expected["run_id"]], tables[got["run_id"]]
+    assert sorted(found) == sorted(wanted)
+    shards = expected["shards"]
+    assert {"children.parquet", "rejects.parquet", f"events/shard={shards - 1}",
+            f"chronology/shard={shards - 1}"} <= set(found)
+    for name, table in wanted.items():
+        assert found[name].schema == table.schema, name
+        assert found[name].num_rows == table.num_rows, name
+        for column in table.column_names:
+            if column in RUN_ID_COLUMNS:
+                assert set(found[name][column].to_pylist()) <= {got["run_id"]}, (name, column)
+            else:
+                assert found[name][column].equals(table[column]), (name, column)
+    pages = {manifest["run_id"]: _pages(Path(manifest["version"]), manifest["run_id"])
+             for manifest in (expected, got)}
+    assert pages[got["run_id"]] == pages[expected["run_id"]]
+    assert len(pages[got["run_id"]]) == got["site"]["pages"] + 1  # and the index
+
+
+def _pages(version: Path, run_id: str) -> dict[str, str]:
+    """Each page of a version's site by its path, the run's id and time taken out."""
+    return {str(path.relative_to(version)): re.sub(
+        r"(<dt>Generated at</dt><dd>)[^<]*", r"\1", path.read_text(encoding="utf-8")
+    ).replace(run_id, "RUN") for path in (version / "site").rglob("*.html")}

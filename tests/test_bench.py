@@ -2,13 +2,16 @@
 
 import os
 import socket
+import subprocess
+import sys
+import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from fixtures.generator import generate_database
-from flows.bench import _in_own_process, io_floor
+from flows.bench import ProcessTreeMemory, _in_own_process, io_floor, process_tree_mb
 
 
 def _sends_a_large_result(options: dict, api_url: str, results) -> None:
@@ -65,3 +68,20 @@ def test_the_io_floor_reads_the_source_and_writes_the_datasets_again(tmp_path):
     # The build's files are left as they were, and the copies are gone.
     assert {path: path.read_bytes() for path in files} == before
     assert [path for path in tmp_path.iterdir() if path.is_dir()] == [outputs]
+
+
+def test_the_memory_of_worker_processes_counts_with_their_parents():
+    own = process_tree_mb(os.getpid())
+    # A worker holding 200 MB of its own, started from this process.
+    worker = subprocess.Popen([sys.executable, "-c", "import sys, time; b = bytearray(200 "
+                               "* 2**20); sys.stdout.write('ready\\n'); sys.stdout.flush(); "
+                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout.readline() == "ready\n"
+        with ProcessTreeMemory(interval=0.05) as memory:
+            time.sleep(0.3)
+        assert process_tree_mb(os.getpid()) > own + 200
+        assert memory.peak_mb > own + 200
+    finally:
+        worker.kill()
+        worker.wait()

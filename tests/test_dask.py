@@ -4,11 +4,8 @@ threads, row for row; and the runner options say plainly what is wrong with them
 from __future__ import annotations
 
 import pickle
-import re
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -23,11 +20,10 @@ from flows.runners import (
     task_runner,
 )
 from flows.validation import SuiteRunner
+from tests.conftest import assert_same_outputs
 
 AS_OF = "2026-03-31"
 SHARDS = 3
-# Columns that hold the run's own id: equal to each run's id, not to each other.
-RUN_ID_COLUMNS = {"first_seen_run"}
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +31,6 @@ def source(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("dask") / "ssd.sqlite"
     generate_database(path, children=250, seed=23, bad_rate=0.01)
     return path
-
-
-def _tables(version: Path) -> dict[str, pa.Table]:
-    """Every Parquet table of a version, each partition of the datasets on its own."""
-    found = {path.name: pq.read_table(path) for path in sorted(version.glob("*.parquet"))}
-    for dataset in ("chronology", "events"):
-        for partition in sorted((version / dataset).glob("shard=*")):
-            found[f"{dataset}/{partition.name}"] = pq.read_table(partition)
-    return found
 
 
 def test_a_run_on_a_local_dask_cluster_writes_what_threads_write(prefect_harness, source,
@@ -57,33 +44,7 @@ def test_a_run_on_a_local_dask_cluster_writes_what_threads_write(prefect_harness
     assert on_dask["children"] == on_threads["children"] > 200
     # The pages were rendered by the cluster's two worker processes.
     assert on_dask["site"]["processes"] == 2
-    assert on_dask["site"]["pages"] == on_threads["site"]["pages"]
-    threads, dask = (_tables(Path(m["version"])) for m in (on_threads, on_dask))
-    assert sorted(dask) == sorted(threads)
-    assert {"children.parquet", "rejects.parquet", f"events/shard={SHARDS - 1}",
-            f"chronology/shard={SHARDS - 1}"} <= set(dask)
-    for name, expected in threads.items():
-        got = dask[name]
-        assert got.schema == expected.schema, name
-        assert got.num_rows == expected.num_rows, name
-        for column in expected.column_names:
-            if column in RUN_ID_COLUMNS:
-                assert set(got[column].to_pylist()) <= {on_dask["run_id"]}, (name, column)
-            else:
-                assert got[column].equals(expected[column]), (name, column)
-    # The pages the workers rendered are the threaded run's, but for the run's id and
-    # the time it ran.
-    pages = {manifest["run_id"]: _pages(Path(manifest["version"]), manifest["run_id"])
-             for manifest in (on_threads, on_dask)}
-    assert pages[on_dask["run_id"]] == pages[on_threads["run_id"]]
-    assert len(pages[on_dask["run_id"]]) == on_dask["site"]["pages"] + 1  # and the index
-
-
-def _pages(version: Path, run_id: str) -> dict[str, str]:
-    """Each page of a version's site by its path, the run's id and time taken out."""
-    return {str(path.relative_to(version)): re.sub(
-        r"(<dt>Generated at</dt><dd>)[^<]*", r"\1", path.read_text(encoding="utf-8")
-    ).replace(run_id, "RUN") for path in (version / "site").rglob("*.html")}
+    assert_same_outputs(on_threads, on_dask)
 
 
 def test_a_suite_runner_sent_to_a_worker_is_that_worker_s_own():

@@ -14,9 +14,14 @@ import pytest
 
 from fixtures.generator import generate_database
 from flows import build as build_module
+from flows import site as site_module
 from flows.build import RunFailed, build_chronologies
 from flows.source import SourceSchemaError
+from tests.conftest import assert_same_outputs
+from transforms import prepare as prepare_module
+from transforms import shards as shards_module
 from transforms.rules import DEFAULT_RULES, load_rules
+from transforms.shards import shard_of
 from transforms.stage import EVENT_COLUMNS
 
 AS_OF = "2026-03-31"
@@ -345,3 +350,50 @@ def test_the_run_is_recorded_in_prefect_as_artifacts(run):
     assert not any(name in record.data for name in names)
     index = (Path(manifest["version"]) / "site" / "index.html").resolve().as_uri()
     assert any(f"]({index})" in a.data for a in found["chronology-pages"])
+
+
+def test_a_run_in_passes_writes_what_a_run_in_one_pass_writes(generated, tmp_path,
+                                                             monkeypatch):
+    path, _ = generated
+    source = tmp_path / "ssd.sqlite"
+    shutil.copy(path, source)
+    # Keys held by two children of different passes, which only the whole table shows:
+    # a contact, and an assessment whose factors then belong to no one.
+    with sqlite3.connect(source) as db:
+        people = [row[0] for row in db.execute("SELECT pers_person_id FROM ssd_person")]
+        passes = dict(zip(people, shard_of(pd.Series(people, dtype="str"), 4) % 2,
+                          strict=True))
+        for table, key, person in (("ssd_contacts", "cont_contact_id", "cont_person_id"),
+                                   ("ssd_cin_assessments", "cina_assessment_id",
+                                    "cina_person_id")):
+            columns = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+            row = dict(zip(columns, db.execute(
+                f"SELECT * FROM {table} WHERE {key} IN (SELECT cinf_assessment_id FROM "
+                f"ssd_assessment_factors) OR '{table}' = 'ssd_contacts' LIMIT 1").fetchone(),
+                strict=True))
+            row[person] = next(p for p in people if passes[p] != passes[row[person]])
+            db.execute(f"INSERT INTO {table} VALUES ({', '.join('?' * len(row))})",
+                       list(row.values()))
+    one = build_chronologies(source=str(source), out=str(tmp_path / "one"), shards=4,
+                             as_of=AS_OF)
+    # Four passes; tables of more than 1,000 rows are checked pass by pass, the others
+    # whole.
+    monkeypatch.setattr(shards_module, "CHILDREN_PER_PASS", 100)
+    monkeypatch.setattr(prepare_module, "WHOLE_TABLE_ROWS", 1000)
+    monkeypatch.setattr(site_module, "PAGES_AT_ONCE", 7)  # and pages a few at a time
+    assert len(shards_module.build_passes(4, one["children"])) == 4
+    checked = json.loads((Path(one["version"]) / "validation" / "results.json").read_text())
+    rows = [table["rows"] for table in checked["rows"]]
+    assert max(rows) > 1000 >= min(rows)
+    in_passes = build_chronologies(source=str(source), out=str(tmp_path / "passes"),
+                                   shards=4, as_of=AS_OF)
+
+    assert one["status"] == in_passes["status"] == "succeeded"
+    rejects = pd.read_parquet(Path(one["version"]) / "rejects.parquet")
+    shared = rejects[rejects["rule"].eq("key.unique")]
+    assert {"ssd_contacts", "ssd_cin_assessments"} <= set(shared["table"])
+    assert "owner.one_child" in set(rejects.loc[rejects["table"].eq("ssd_assessment_factors"),
+                                              "rule"])
+    for counts in ("rows_in", "rows_rejected", "events", "children", "validation"):
+        assert in_passes.get(counts) == one.get(counts), counts
+    assert_same_outputs(one, in_passes)

@@ -7,7 +7,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import conformed
-from transforms.shards import by_unit, shard_of, split_table, table_batches, work_units
+from transforms.shards import (
+    CHILDREN_PER_PASS,
+    build_passes,
+    by_unit,
+    shard_of,
+    split_table,
+    table_batches,
+    work_units,
+)
 from transforms.ssd import TABLES_BY_NAME
 
 
@@ -35,7 +43,7 @@ def test_split_keeps_each_childs_rows_together():
                           "cont_contact_date": "2015-01-01"} for i in range(30)],
     })
     parts = by_unit({name: split_table(frame, TABLES_BY_NAME[name].child_column, 4)
-                     for name, frame in frames.items()}, work_units(4, 100_000))
+                     for name, frame in frames.items()}, work_units((0, 1, 2, 3), 100_000))
     seen: dict[str, int] = {}
     for number, part in enumerate(parts):
         assert set(part) == {"ssd_person", "ssd_contacts"}
@@ -46,10 +54,22 @@ def test_split_keeps_each_childs_rows_together():
 
 
 def test_a_small_run_builds_its_shards_in_one_unit_and_a_large_one_a_shard_a_unit():
-    assert work_units(8, 980) == [tuple(range(8))]
-    assert work_units(8, 20_000) == [(0, 2, 4, 6), (1, 3, 5, 7)]
-    assert work_units(8, 100_000) == [(n,) for n in range(8)]
-    assert work_units(3, 0) == [(0, 1, 2)]
+    everyone = tuple(range(8))
+    assert work_units(everyone, 980) == [everyone]
+    assert work_units(everyone, 20_000) == [(0, 2, 4, 6), (1, 3, 5, 7)]
+    assert work_units(everyone, 100_000) == [(n,) for n in range(8)]
+    assert work_units((0, 1, 2), 0) == [(0, 1, 2)]
+    assert work_units((1, 5), 25_000) == [(1,), (5,)]
+
+
+def test_a_run_is_built_in_passes_that_share_out_every_shard_once():
+    assert build_passes(8, 2_000) == [tuple(range(8))]
+    assert build_passes(8, CHILDREN_PER_PASS) == [tuple(range(8))]
+    assert build_passes(8, 100_000) == [(0, 4), (1, 5), (2, 6), (3, 7)]
+    assert build_passes(8, 10_000_000) == [(n,) for n in range(8)]
+    for shards, children in ((8, 60_000), (5, 300_000), (16, 1_000_000)):
+        passes = build_passes(shards, children)
+        assert sorted(n for shards_of in passes for n in shards_of) == list(range(shards))
 
 
 def test_a_unit_holds_its_shards_rows_and_no_others():

@@ -8,7 +8,6 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,10 +17,11 @@ from expectations.generate import raw_suite, render
 from flows import validation, verdicts
 from flows.steps import stage_unit, validate_table
 from flows.validation import ExpectationError, SuiteRunner, verdicts_last
-from tests.conftest import raw_frame
-from transforms.prepare import known_ids, prepare
+from tests.conftest import raw_tables
+from transforms.fingerprint import row_children
+from transforms.prepare import known_ids, mark_source
 from transforms.shards import by_unit
-from transforms.ssd import TABLES
+from transforms.ssd import TABLES, TABLES_BY_NAME
 
 AS_OF = pd.Timestamp("2026-03-31 23:59:59")
 PEOPLE = [{"pers_person_id": f"P{i}", "pers_dob": "2010-05-01", "pers_sex": "F"}
@@ -80,9 +80,10 @@ def _run(tables: dict[str, list[dict]], runner: SuiteRunner, shards: int = 2,
          with_tables: bool = False, earlier: verdicts.Earlier | None = None,
          as_of: pd.Timestamp = AS_OF):
     """The flow's steps without Prefect: prepare, validate tables, stage shards."""
-    frames = {name: raw_frame(name, rows) for name, rows in tables.items()}
-    prepared = prepare(frames, known_ids({name: pa.Table.from_pandas(frame, preserve_index=False)
-                                          for name, frame in frames.items()}))
+    raw = raw_tables(tables)
+    marked = mark_source(raw, row_children(raw, TABLES_BY_NAME), known_ids(raw), shards,
+                         [tuple(range(shards))])
+    prepared = marked.whole_tables()
     validated = [validate_table(name, frame, prepared.births, prepared.known, as_of, runner,
                                 shards, earlier) for name, frame in prepared.frames.items()]
     checked = [outcome for _, outcome in validated]
@@ -91,7 +92,7 @@ def _run(tables: dict[str, list[dict]], runner: SuiteRunner, shards: int = 2,
     staged = [stage_unit(unit, part, as_of, runner)
               for unit, part in zip(units, parts, strict=True)]
     outcomes = [outcome for _, outcome in staged]
-    rejects = pd.concat([prepared.rejects, *(t.rejects for t in checked),
+    rejects = pd.concat([marked.rejects, *(t.rejects for t in checked),
                          *(o.rejects for o in outcomes)], ignore_index=True)
     events = pd.concat([events for events, _ in staged], ignore_index=True)
     findings = pd.concat([t.findings for t in checked], ignore_index=True)

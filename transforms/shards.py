@@ -40,22 +40,51 @@ def split_table(frame: pd.DataFrame, child_column: str, shards: int,
     return [ordered.iloc[bounds[n]:bounds[n + 1]] for n in range(shards)]
 
 
+def _strided(shards: tuple[int, ...], groups: int) -> list[tuple[int, ...]]:
+    """`shards` dealt into `groups` groups, as cards are dealt: each group takes every
+    `groups`-th shard, so that the groups hold about as many children each."""
+    return [shards[first::groups] for first in range(groups)]
+
+
+# A pass of the build holds the rows of its children in memory as pandas frames (about
+# 60 MB per thousand children at their peak, while their events and entries are made),
+# and nothing of the children of other passes but their source rows in Arrow: memory
+# follows the size of a pass, not of the source.
+CHILDREN_PER_PASS = 25_000
+
+
+def build_passes(shards: int, children: int) -> list[tuple[int, ...]]:
+    """The shards grouped into the passes of a run that builds `children` children, one
+    after the other: a single pass for a run of up to `CHILDREN_PER_PASS` children."""
+    everyone = tuple(range(shards))
+    return _strided(everyone, max(1, min(shards, -(-children // CHILDREN_PER_PASS))))
+
+
 # A unit of work (staging, scoring, shaping and two GX suites) costs about a second
 # however few children it holds, and memory in proportion to how many: a run that builds
 # few children builds them in fewer units than shards, of at most about this many.
 CHILDREN_PER_UNIT = 10_000
 
 
-def work_units(shards: int, children: int) -> list[tuple[int, ...]]:
-    """The shards grouped into the units of work of a run that builds `children`
-    children: one shard a unit for a large run, every shard in one for a small one."""
-    units = max(1, min(shards, -(-children // CHILDREN_PER_UNIT)))
-    return [tuple(range(first, shards, units)) for first in range(units)]
+def work_units(shards: tuple[int, ...], children: int) -> list[tuple[int, ...]]:
+    """The `shards` of a pass grouped into its units of work, which run side by side, for
+    a pass that builds `children` children: one shard a unit for a large pass, every
+    shard in one for a small one."""
+    return _strided(shards, max(1, min(len(shards), -(-children // CHILDREN_PER_UNIT))))
 
 
 def by_unit(parts: dict[str, list[pd.DataFrame]], units: list[tuple[int, ...]]
             ) -> list[dict[str, pd.DataFrame]]:
-    """Regroup each table's shard parts into one dict of tables per unit of shards."""
+    """Regroup each table's shard parts into one dict of tables per unit of shards.
+
+    Every row must land in a unit: the parts of shards outside `units` (those of other
+    passes) must be empty, or rows would be lost without a word."""
+    covered = {number for unit in units for number in unit}
+    for name, tables in parts.items():
+        stray = sum(len(table) for number, table in enumerate(tables) if number not in covered)
+        if stray:
+            raise ValueError(f"{stray} rows of {name} are of shards outside the units "
+                             f"{units}: the rows of a pass must be of its own shards")
     def joined(tables: list[pd.DataFrame], unit: tuple[int, ...]) -> pd.DataFrame:
         if len(unit) == 1:
             return tables[unit[0]]

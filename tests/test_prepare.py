@@ -1,0 +1,93 @@
+"""What only the whole source can tell is settled once, and the rows of a run in several
+passes are handed out pass by pass, each row once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flows.steps import TableOutcome
+from flows.verdicts import Verdicts, combined_verdicts
+from tests.conftest import raw_frame, raw_tables
+from transforms import conform
+from transforms.fingerprint import row_children
+from transforms.prepare import mark_source
+from transforms.shards import by_unit, shard_of
+from transforms.ssd import TABLES_BY_NAME
+
+PEOPLE = [{"pers_person_id": f"P{i}", "pers_dob": "2010-01-01"} for i in range(40)]
+# Contact C0 is held by two children (rows that cannot be told apart), C1 twice by one
+# child (an exact copy), C2 twice by one child with different dates.
+CONTACTS = [{"cont_contact_id": f"C{i}", "cont_person_id": f"P{i % 40}",
+             "cont_contact_date": "2015-01-01"} for i in range(200)] + [
+    {"cont_contact_id": "C0", "cont_person_id": "P7", "cont_contact_date": "2015-01-01"},
+    {"cont_contact_id": "C1", "cont_person_id": "P1", "cont_contact_date": "2015-01-01"},
+    {"cont_contact_id": "C2", "cont_person_id": "P2", "cont_contact_date": "2016-01-01"}]
+
+
+def _marked(passes, folder=None):
+    raw = raw_tables({"ssd_person": PEOPLE, "ssd_contacts": CONTACTS})
+    return mark_source(raw, row_children(raw, TABLES_BY_NAME), {}, 4, passes, folder)
+
+
+def test_copies_of_keys_are_counted_over_the_whole_table():
+    marked = _marked([(0, 1, 2, 3)])
+    got = marked.whole["ssd_contacts"].to_pandas()
+    frame = raw_frame("ssd_contacts", CONTACTS).assign(_row=np.arange(len(CONTACTS)))
+    expected = conform.mark_exact_copies(TABLES_BY_NAME["ssd_contacts"], frame)
+    for column in (conform.KEY_COPIES, conform.REJECTED, "_row"):
+        assert got[column].tolist() == expected.frame[column].tolist(), column
+    assert got.loc[got["cont_contact_id"].eq("C0"), conform.KEY_COPIES].tolist() == [2, 2]
+    assert marked.rejects["rule"].tolist() == ["conform.exact_copy"]  # the copy of C1
+    assert marked.births["child_id"].tolist() == [f"P{i}" for i in range(40)]
+
+
+def test_each_row_of_a_large_table_is_in_the_pass_of_its_childs_shard(tmp_path, monkeypatch):
+    monkeypatch.setattr("transforms.prepare.WHOLE_TABLE_ROWS", 100)
+    passes = [(0, 2), (1, 3)]
+    marked = _marked(passes, tmp_path / "passes")
+    assert set(marked.whole) == {"ssd_person"}  # 40 rows: held whole
+    seen = []
+    for number, shards in enumerate(passes):
+        contacts = marked.pass_tables(number).frames["ssd_contacts"]
+        assert set(shard_of(contacts["cont_person_id"], 4)) <= set(shards)
+        seen += contacts["_row"].tolist()
+    assert sorted(seen) == list(range(len(CONTACTS)))  # every row, once
+    marked.discard()
+    assert not (tmp_path / "passes").exists()
+
+
+def test_a_run_in_several_passes_needs_a_folder_for_them():
+    with pytest.raises(ValueError, match="needs a folder"):
+        _marked([(0, 2), (1, 3)])
+
+
+def test_rows_of_shards_outside_the_units_are_a_fault_not_a_loss():
+    parts = {"ssd_contacts": [pd.DataFrame({"x": [1]}), pd.DataFrame({"x": [2, 3]})]}
+    assert len(by_unit(parts, [(0,), (1,)])) == 2
+    with pytest.raises(ValueError, match="2 rows of ssd_contacts are of shards outside"):
+        by_unit(parts, [(0,)])
+
+
+def test_a_tables_outcome_over_passes_adds_up_as_one():
+    def outcome(unexpected: int, rows: int, found: Verdicts) -> TableOutcome:
+        return TableOutcome(
+            name="ssd_contacts", rejects=pd.DataFrame(), findings=pd.DataFrame(),
+            validation=[{"suite": "ssd_contacts", "rule": "a", "unexpected": unexpected,
+                         "success": not unexpected}],
+            seconds={"conform": 1.0}, rows={"rows": rows, "judged_before": 1}, found=found)
+
+    first = Verdicts(np.array([10, 11], np.uint64), np.array([1]), np.array([0]))
+    second = Verdicts(np.array([12, 13, 14], np.uint64), np.array([0, 2]), np.array([3, 4]))
+    empty = TableOutcome(name="ssd_contacts", rejects=pd.DataFrame(),
+                         findings=pd.DataFrame(), validation=[], seconds={})
+    both = TableOutcome.combined([outcome(0, 2, first), empty, outcome(2, 3, second)])
+    assert both.validation == [{"suite": "ssd_contacts", "rule": "a", "unexpected": 2,
+                                "success": False}]
+    assert both.rows == {"rows": 5, "judged_before": 2}
+    assert both.seconds == {"conform": 2.0}
+    # Each failure still points at its own row's hash.
+    assert both.found.hashes[both.found.failed_rows].tolist() == [11, 12, 14]
+    assert both.found.failed_expectations.tolist() == [0, 3, 4]
+    assert combined_verdicts([]).hashes.size == 0
