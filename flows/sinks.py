@@ -75,12 +75,22 @@ def write_partitions(frame: pd.DataFrame, dataset: Path, unit: tuple[int, ...],
 def read_partition(dataset: Path, shard: int, columns: list[str] | None = None,
                    children: list[str] | None = None, built: bool = False) -> pd.DataFrame:
     """One shard's rows of a dataset written by `write_partition` (of `children` only, if
-    given; only those the run built, beside the rows it carried over, if `built`). List
-    columns stay Arrow lists: converting them to Python objects costs ten times the
-    read."""
+    given; only those the run built, beside the rows it carried over, if `built`)."""
+    return as_frame(partition_table(dataset, shard, columns, children, built))
+
+
+def partition_table(dataset: Path, shard: int, columns: list[str] | None = None,
+                    children: list[str] | None = None, built: bool = False) -> pa.Table:
+    """`read_partition`'s rows as an Arrow table: several times smaller than the frame
+    while it waits to be used a few children at a time."""
     partition = dataset / f"shard={shard}"
-    table = pq.read_table(partition / BUILT if built else partition, columns=columns,
-                          filters=None if children is None else _of(children))
+    return pq.read_table(partition / BUILT if built else partition, columns=columns,
+                         filters=None if children is None else _of(children))
+
+
+def as_frame(table: pa.Table) -> pd.DataFrame:
+    """A table of a dataset as pandas. List columns stay Arrow lists: converting them to
+    Python objects costs ten times the read."""
     return table.to_pandas(types_mapper=lambda kind: pd.ArrowDtype(kind)
                            if pa.types.is_list(kind) else None)
 

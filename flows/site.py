@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from flows import sinks
 from transforms.pages import (
@@ -37,6 +39,9 @@ SITE = "site"
 CHILDREN = "children"
 # Below this many children, worker processes cost more to start than they save.
 PROCESSES_FROM = 4000
+# The children whose pages a worker makes at once (a few hundred MB of their rows as
+# pandas frames; their pages are then written and the frames let go).
+PAGES_AT_ONCE = 2000
 
 
 @dataclass
@@ -135,17 +140,25 @@ def render_shard(version: Path, number: int, shards: int, rules: Rules, run: Run
     # also holds children whose pages are not remade (`only`: those the run built), only
     # the built rows are read, and of those only the children's.
     some = None if only is None else sorted(wanted)
-    entries = sinks.read_partition(version / "chronology", number, children=some,
-                                   built=only is not None)
-    members = sinks.read_partition(version / "events", number, MEMBER_COLUMNS, some,
-                                   built=only is not None)
+    entries = sinks.partition_table(version / "chronology", number, children=some,
+                                    built=only is not None)
+    members = sinks.partition_table(version / "events", number, [*MEMBER_COLUMNS, "child_id"],
+                                    some, built=only is not None)
     folder = version / SITE / CHILDREN
     sizes = []
-    for page_id, html in child_pages(entries, children, periods, members, rules,
-                                     _templates(), run):
-        data = html.encode("utf-8")
-        (folder / f"{page_id}.html").write_bytes(data)
-        sizes.append(len(data))
+    # A few children at a time, so that a worker's memory follows the batch, not the
+    # shard: their rows become pandas frames only while their pages are made.
+    for start in range(0, len(children), PAGES_AT_ONCE):
+        batch = children.iloc[start:start + PAGES_AT_ONCE]
+        ids = pa.array(batch["child_id"].to_numpy(), pa.string())
+        for page_id, html in child_pages(
+                sinks.as_frame(entries.filter(pc.is_in(entries["child_id"], ids))), batch,
+                periods[periods["child_id"].isin(batch["child_id"]).to_numpy(dtype=bool)],
+                sinks.as_frame(members.filter(pc.is_in(members["child_id"], ids))), rules,
+                _templates(), run):
+            data = html.encode("utf-8")
+            (folder / f"{page_id}.html").write_bytes(data)
+            sizes.append(len(data))
     return np.array(sizes, dtype=np.int64)
 
 
