@@ -202,11 +202,12 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
     for outcome in [*tables, *outcomes]:
         for name, seconds in outcome.seconds.items():
             cpu[name] = cpu.get(name, 0.0) + seconds
+    passes = len(build_passes(shards, children))
     yield (f"source rows: {rows:,}; events: {events:,}; shards: {shards}, built in "
-           f"{len(build_passes(shards, children))} passes; workers: {workers}")
+           f"{passes} pass{'es' if passes > 1 else ''}; workers: {workers}")
     yield f"{'stage':<36}{'seconds':>9}{'rows/s':>14}"
     stages = (("extract (read source)", extract_s),
-              ("prepare (keys, copies, passes)", stage_seconds["prepare"]),
+              ("prepare (children, keys, passes)", stage_seconds["prepare"]),
               ("conform + validate + split tables", stage_seconds["validate_source"]),
               ("per shard: stage, score, shape, write", stage_seconds["stage_score_shape"]))
     for name, seconds in stages:

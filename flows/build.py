@@ -313,9 +313,11 @@ def build_chronologies(
                     unit, part, data_as_of, runner, version, ruleset, run_id, Path(out),
                     shards) for unit, part in zip(units, parts, strict=True)]]
 
-            tables, shard_outcomes = build_in_passes(marked, shards, to_build, validate,
-                                                     build, lap)
-            marked.discard()
+            try:
+                tables, shard_outcomes = build_in_passes(marked, shards, to_build, validate,
+                                                         build, lap)
+            finally:  # a failed run's are not left to the next run to clean up
+                marked.discard()
             made = Made.of(marked.rejects, tables, shard_outcomes)
             del marked
             give_back_freed_memory()  # before the render workers start beside this process

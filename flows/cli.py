@@ -10,9 +10,9 @@ import click
 
 # Kept here rather than imported from flows.build, which imports Prefect (seconds).
 # A unit of work holds at least one shard's children, and memory in proportion: 16
-# shards keep a 100,000-child council's units near 6,000 children (measured: 3.5 GB at
-# the peak of its build, against 4.1 GB with 8). A larger source wants about one shard
-# per 6,000 children (`--shards`).
+# shards keep a 100,000-child council's units near 6,000 children (measured with
+# `chronology bench`: its passes peak under 3.5 GB, against 4.0-4.4 GB with 8 shards).
+# A larger source wants about one shard per 6,000 children (`--shards`).
 DEFAULT_SHARDS = 16
 DEFAULT_MAX_REJECT_SHARE = 0.02
 DEFAULT_KEEP = 3

@@ -1,11 +1,13 @@
-"""The units of work the flow runs many of: validate one table, stage and write one unit
-of shards (`transforms.shards.work_units`).
+"""The units of work the flow runs many of: validate one table (or one pass's rows of
+it), stage and write one unit of shards (`transforms.shards.work_units`), and the loop
+that runs them pass by pass (`build_in_passes`).
 
-Pure transforms do the work; this module only wires them to the GX runner. Raw tables
-are validated whole, one GX run per table: a GX run costs ~40 ms per expectation
-whatever the size of the frame, so validating every table once per shard would cost
-shards × tables × that overhead. Whole tables also make duplicate keys and parent
-existence plain whole-table questions.
+Pure transforms do the work; this module only wires them to the GX runner. A table is
+validated in one GX run, or one a pass for a large table in a run of several passes: a
+GX run costs a fixed ~30 ms plus ~10 ms per expectation whatever the size of the frame,
+so validating every table once per shard would cost shards × tables × that overhead.
+Duplicate keys and parent existence are whole-table questions, settled before
+(`transforms.prepare.mark_source`).
 """
 
 from __future__ import annotations
@@ -139,8 +141,9 @@ def validate_table(name: str, frame: pd.DataFrame, births: pd.DataFrame,
                    known: dict[tuple[str, str], pa.Array], as_of: pd.Timestamp,
                    runner: SuiteRunner, shards: int, earlier: Earlier | None = None
                    ) -> tuple[list[pd.DataFrame], TableOutcome]:
-    """Conform one whole source table and run its suite: the kept rows cut into shards
-    of children, and the outcome (rejects, findings, validation results, timings).
+    """Conform one source table (or one pass's rows of it: every expectation of a raw
+    suite is about one row) and run its suite: the kept rows cut into shards of
+    children, and the outcome (rejects, findings, validation results, timings).
 
     `known` holds the ids that rows may point at, from the whole source
     (`transforms.prepare.known_ids`); `births` the children's birth dates; `earlier` what
@@ -226,9 +229,10 @@ def give_back_freed_memory() -> None:
 
 
 def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c"))
-    except OSError:  # no C library to load by name (not a Unix)
+        return None if name is None else ctypes.CDLL(name)
+    except OSError:  # found but not loadable
         return None
 
 

@@ -194,13 +194,7 @@ def _merge_small_files(folder: Path, run_id: str) -> None:
     as_of = max(_as_of(path) or pd.Timestamp.max for path in small)
     merged = folder / f"merged-{run_id}.parquet"
     temporary = merged.with_suffix(".tmp")
-    parts = [_read(path) for path in small]
-    starts = np.cumsum([0, *(len(part.hashes) for part in parts)])[:-1]
-    _write(temporary, Verdicts(
-        np.concatenate([part.hashes for part in parts]),
-        np.concatenate([part.failed_rows + start
-                        for part, start in zip(parts, starts, strict=True)]),
-        np.concatenate([part.failed_expectations for part in parts])), as_of)
+    _write(temporary, combined_verdicts([_read(path) for path in small]), as_of)
     os.replace(temporary, merged)
     for path in small:  # (a run killed here leaves some verdicts twice: no harm)
         path.unlink()

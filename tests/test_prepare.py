@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from flows.steps import TableOutcome
@@ -91,3 +92,24 @@ def test_a_tables_outcome_over_passes_adds_up_as_one():
     assert both.found.hashes[both.found.failed_rows].tolist() == [11, 12, 14]
     assert both.found.failed_expectations.tolist() == [0, 3, 4]
     assert combined_verdicts([]).hashes.size == 0
+
+
+def test_an_integer_column_reads_alike_in_every_pass(tmp_path, monkeypatch):
+    monkeypatch.setattr("transforms.prepare.WHOLE_TABLE_ROWS", 10)
+    # A typed source's INT column (ids held as numbers), with a gap in only some
+    # children's rows.
+    raw = raw_tables({"ssd_person": PEOPLE, "ssd_permanence": [
+        {"perm_table_id": f"M{i}", "perm_person_id": f"P{i}",
+         "perm_cla_id": None if i == 3 else str(i % 3)}
+        for i in range(40)]})
+    raw["ssd_permanence"] = raw["ssd_permanence"].set_column(
+        raw["ssd_permanence"].schema.get_field_index("perm_cla_id"),
+        "perm_cla_id",
+        raw["ssd_permanence"]["perm_cla_id"].cast(pa.int64()))
+    passes = [(0, 2), (1, 3)]
+    marked = mark_source(raw, row_children(raw, TABLES_BY_NAME), {}, 4, passes,
+                         tmp_path / "passes")
+    values = pd.concat([marked.pass_tables(number).frames["ssd_permanence"]
+                        for number in range(len(passes))])["perm_cla_id"]
+    assert sorted(values.dropna().unique()) == ["0", "1", "2"]  # never "1.0"
+    assert values.isna().sum() == 1

@@ -60,6 +60,8 @@ def test_a_small_run_builds_its_shards_in_one_unit_and_a_large_one_a_shard_a_uni
     assert work_units(everyone, 100_000) == [(n,) for n in range(8)]
     assert work_units((0, 1, 2), 0) == [(0, 1, 2)]
     assert work_units((1, 5), 25_000) == [(1,), (5,)]
+    # A pass of 25,000 children in four shards: four units of about 6,250.
+    assert work_units((0, 4, 8, 12), 25_000) == [(0,), (4,), (8,), (12,)]
 
 
 def test_a_run_is_built_in_passes_that_share_out_every_shard_once():

@@ -48,34 +48,6 @@ class Conformed:
     rejects: pd.DataFrame
 
 
-def number_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """Give every extracted row its position, the handle that accounting and rejects use."""
-    return frame.assign(_row=np.arange(len(frame), dtype="int64"))
-
-
-def resolve_owners(raw: dict[str, pd.DataFrame], tables: dict[str, SourceTable]
-                   ) -> dict[str, pd.DataFrame]:
-    """Give rows of tables without a person column the child of the row they belong to.
-
-    An assessment factor belongs to the child of its assessment; a CLA review to the child
-    of its period of care. A parent key held by rows of two different children names no
-    child, so its dependants get none and are rejected as orphans.
-    """
-    resolved = dict(raw)
-    for name, frame in raw.items():
-        owner = tables[name].owner
-        if owner is None:
-            continue
-        parent_table = tables[owner.table]
-        parent = raw.get(owner.table)
-        if parent is None:
-            resolved[name] = frame.assign(**{OWNER_PERSON: pd.Series(dtype="str")})
-            continue
-        resolved[name] = frame.assign(**{OWNER_PERSON: lookup(
-            frame[owner.column], owner_people(parent, parent_table, owner.key))})
-    return resolved
-
-
 def owner_people(parent: pd.DataFrame, parent_table: SourceTable, key: str) -> pd.Series:
     """The child of each parent key, where exactly one child holds it."""
     pairs = parent[[key, parent_table.person]].dropna().drop_duplicates()

@@ -400,8 +400,9 @@ def row_children(raw: dict[str, pa.Table], tables: dict[str, SourceTable],
                  map_tables: Callable = map) -> dict[str, pa.DictionaryArray]:
     """The child of each row of each raw table, as the build will find it: its person id
     (trimmed; blank is none), or for a table whose rows belong to a parent row
-    (assessment factors, CLA reviews), the child of that parent, as
-    `transforms.conform.resolve_owners` finds it; `UNNAMED` for a row that names none.
+    (assessment factors, CLA reviews), the child of that parent, where exactly one child
+    holds its key (`transforms.conform.owner_people`; the build's `_owner_person_id`,
+    `transforms.prepare.mark_source`); `UNNAMED` for a row that names none.
     Dictionary-encoded: a table has far fewer children than rows, and what is asked of
     a row's child (is it taken, does it exist) is then asked once per child."""
     def children_of(name: str) -> pa.DictionaryArray:

@@ -54,8 +54,9 @@ class Marked:
     """The rows a run builds, each with what the whole source says of it: its position
     in the read (`_row`), its child where its table has no person column, how many rows
     share its key (`_key_copies`) and whether it is an exact copy of another
-    (`_rejected`). Tables of at most `WHOLE_TABLE_ROWS` rows are held whole, in Arrow;
-    the rows of larger ones wait on disk, in a file per pass, for their pass."""
+    (`_rejected`). In a run of one pass every table is held whole, in Arrow; in a run of
+    several, only those of at most `WHOLE_TABLE_ROWS` rows, and the rows of larger ones
+    wait on disk, in a file per pass, for their pass."""
 
     passes: list[tuple[int, ...]]  # the shards of each pass
     whole: dict[str, pa.Table]
@@ -66,8 +67,11 @@ class Marked:
     folder: Path | None = None  # where the files of the passes are
 
     def whole_tables(self) -> Prepared:
-        """The tables held whole, as pandas frames."""
-        return self._prepared(self.whole)
+        """The tables held whole, as pandas frames. They are handed over once: their
+        Arrow copies are let go, as the source read was."""
+        whole = dict(self.whole)
+        self.whole.clear()
+        return self._prepared(whole)
 
     def pass_tables(self, number: int) -> Prepared:
         """The large tables' rows of the children of pass `number`, as pandas frames."""
@@ -85,8 +89,8 @@ class Marked:
 
 
 # A table of more rows than this is made pandas and checked one pass at a time; a
-# smaller one whole, once: each check costs GX a fixed ~30 ms per expectation, which
-# four passes of 29 tables would pay 116 times over.
+# smaller one whole, once: each check of a table costs GX a fixed ~30 ms plus ~10 ms per
+# expectation (docs/pipeline.md), which four passes of 29 tables would pay four times.
 WHOLE_TABLE_ROWS = 250_000
 
 
@@ -124,7 +128,7 @@ def mark_source(raw: dict[str, pa.Table], children_of_rows: dict[str, pa.Diction
         raise ValueError("a run in several passes needs a folder for their rows")
 
     def mark(name: str) -> tuple[pa.Table | None, list[Path], pd.DataFrame]:
-        table, child = raw[name], children_of_rows[name]
+        table, child = _integers_as_text(raw[name]), children_of_rows[name]
         table = table.append_column("_row", pa.array(np.arange(table.num_rows,
                                                                 dtype="int64")))
         named = _named(child)
@@ -143,6 +147,9 @@ def mark_source(raw: dict[str, pa.Table], children_of_rows: dict[str, pa.Diction
             _write(table.filter(pa.array(np.isin(shard, of_pass))), path)
         return None, files, rejects
 
+    if PERSON_TABLE not in raw:
+        raise ValueError(f"the source read has no {PERSON_TABLE} table: every child's "
+                         "birth date comes from it")
     born: list[pd.DataFrame] = []
     marked = dict(zip(raw, map_tables(mark, raw), strict=True))
     return Marked(
@@ -152,6 +159,17 @@ def mark_source(raw: dict[str, pa.Table], children_of_rows: dict[str, pa.Diction
                  for number in range(len(passes))],
         rejects=concat_rejects([rejects for _, _, rejects in marked.values()]),
         known=known, births=born[0], folder=spill_to if len(passes) > 1 else None)
+
+
+def _integers_as_text(table: pa.Table) -> pa.Table:
+    """Integer columns of a typed source (a database's INT) as text. As pandas, an
+    integer column becomes float where it holds a gap, so `2` would read "2.0" in a
+    pass with a missing value and "2" in one without."""
+    for position, field in enumerate(table.schema):
+        if pa.types.is_integer(field.type):
+            table = table.set_column(position, field.name,
+                                     pc.cast(table.column(position), pa.string()))
+    return table
 
 
 def _births(person: pa.Table) -> pd.DataFrame:

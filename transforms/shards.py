@@ -46,10 +46,10 @@ def _strided(shards: tuple[int, ...], groups: int) -> list[tuple[int, ...]]:
     return [shards[first::groups] for first in range(groups)]
 
 
-# A pass of the build holds the rows of its children in memory as pandas frames (about
-# 60 MB per thousand children at their peak, while their events and entries are made),
-# and nothing of the children of other passes but their source rows in Arrow: memory
-# follows the size of a pass, not of the source.
+# A pass of the build holds the rows of its children of the large tables in memory as
+# pandas frames, while their events and entries are made; of the children of other
+# passes, only their rows of the small tables, checked once and cut into shards, and
+# their large tables' rows on disk: memory follows the size of a pass.
 CHILDREN_PER_PASS = 25_000
 
 
@@ -68,9 +68,12 @@ CHILDREN_PER_UNIT = 10_000
 
 def work_units(shards: tuple[int, ...], children: int) -> list[tuple[int, ...]]:
     """The `shards` of a pass grouped into its units of work, which run side by side, for
-    a pass that builds `children` children: one shard a unit for a large pass, every
-    shard in one for a small one."""
-    return _strided(shards, max(1, min(len(shards), -(-children // CHILDREN_PER_UNIT))))
+    a pass that builds `children` children: as many shards a unit as hold about
+    `CHILDREN_PER_UNIT` children together, at least one (every shard in one unit for a
+    small pass, one shard a unit for a large one)."""
+    per_shard = children / len(shards)
+    per_unit = max(1, int(CHILDREN_PER_UNIT // per_shard)) if per_shard else len(shards)
+    return _strided(shards, -(-len(shards) // per_unit))
 
 
 def by_unit(parts: dict[str, list[pd.DataFrame]], units: list[tuple[int, ...]]
