@@ -27,6 +27,7 @@ from flows import sinks
 from flows.site import render_site, site_line
 from flows.source import read_source, source_url
 from flows.steps import (
+    Laps,
     ShardOutcome,
     build_in_passes,
     give_back_freed_memory,
@@ -142,14 +143,8 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
             raw = read_source(source_url(path), TABLES, None, workers)
             rows = sum(t.num_rows for t in raw.values())
             extract_s = time.perf_counter() - started
-            stage_seconds: dict[str, float] = {}
-            clock = time.perf_counter()
-
-            def lap(stage: str) -> None:
-                nonlocal clock
-                now = time.perf_counter()
-                stage_seconds[stage] = stage_seconds.get(stage, 0.0) + now - clock
-                clock = now
+            lap = Laps()
+            stage_seconds = lap.seconds
 
             marked = mark_source(raw, row_children(raw, TABLES_BY_NAME, pool.map),
                                  known_ids(raw), shards, build_passes(shards, children),

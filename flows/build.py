@@ -7,7 +7,6 @@ The flow reads like the list of stages; the work is in `transforms/` and `flows/
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
@@ -48,6 +47,7 @@ from flows.site import SiteReport, render_site
 from flows.source import SourceSchemaError, read_source, safe_url, source_url
 from flows.steps import (
     NO_ENTRIES,
+    Laps,
     Made,
     ShardOutcome,
     TableOutcome,
@@ -249,14 +249,8 @@ def build_chronologies(
         ahead = background.enter_context(pages_ahead(
             Path(out), version, shards, ruleset.digest, code)) if children is None and \
             not full else None
-        timings: dict[str, float] = {}
-        clock = time.perf_counter()
-
-        def lap(name: str) -> None:
-            nonlocal clock
-            now = time.perf_counter()
-            timings[name] = timings.get(name, 0.0) + now - clock
-            clock = now
+        lap = Laps()
+        timings = lap.seconds
 
         raw = extract(source, children, workers)
         rows_read = sum(table.num_rows for table in raw.values())

@@ -172,6 +172,20 @@ def validate_table(name: str, frame: pd.DataFrame, births: pd.DataFrame,
         found=failures.found)
 
 
+class Laps:
+    """A stopwatch of stages: `laps(stage)` adds the time since the last call (or since
+    it was made) to that stage's seconds, so a stage met once a pass adds up."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._clock
+        self._clock = now
+
+
 # What checks the tables of one pass: their shard parts and outcomes, by table.
 ValidatePass = Callable[[Prepared], list[tuple[list[pd.DataFrame], TableOutcome]]]
 # What builds the units of one pass from their tables (`by_unit`).
