@@ -135,6 +135,7 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
     rules = load_rules()
 
     _read_through(path)  # the floor's read below finds the file cached too
+    passes = build_passes(shards, children)
     with ThreadPoolExecutor(max_workers=workers) as pool, \
             tempfile.TemporaryDirectory() as folder:
         with ProcessTreeMemory() as memory:
@@ -147,8 +148,8 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
             stage_seconds = lap.seconds
 
             marked = mark_source(raw, row_children(raw, TABLES_BY_NAME, pool.map),
-                                 known_ids(raw), shards, build_passes(shards, children),
-                                 Path(folder) / "passes", pool.map)
+                                 known_ids(raw), shards, passes, Path(folder) / "passes",
+                                 pool.map)
             del raw
             lap("prepare")
 
@@ -197,9 +198,8 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
     for outcome in [*tables, *outcomes]:
         for name, seconds in outcome.seconds.items():
             cpu[name] = cpu.get(name, 0.0) + seconds
-    passes = len(build_passes(shards, children))
     yield (f"source rows: {rows:,}; events: {events:,}; shards: {shards}, built in "
-           f"{passes} pass{'es' if passes > 1 else ''}; workers: {workers}")
+           f"{len(passes)} pass{'es' if len(passes) > 1 else ''}; workers: {workers}")
     yield f"{'stage':<36}{'seconds':>9}{'rows/s':>14}"
     stages = (("extract (read source)", extract_s),
               ("prepare (children, keys, passes)", stage_seconds["prepare"]),

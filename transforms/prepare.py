@@ -127,7 +127,8 @@ def mark_source(raw: dict[str, pa.Table], children_of_rows: dict[str, pa.Diction
     if len(passes) > 1 and spill_to is None:
         raise ValueError("a run in several passes needs a folder for their rows")
 
-    def mark(name: str) -> tuple[pa.Table | None, list[Path], pd.DataFrame]:
+    def mark(name: str) -> tuple[pa.Table | None, list[Path], pd.DataFrame,
+                                 pd.DataFrame | None]:
         table, child = _integers_as_text(raw[name]), children_of_rows[name]
         table = table.append_column("_row", pa.array(np.arange(table.num_rows,
                                                                 dtype="int64")))
@@ -137,28 +138,27 @@ def mark_source(raw: dict[str, pa.Table], children_of_rows: dict[str, pa.Diction
         copies, rejects = _key_copies(TABLES_BY_NAME[name], table)
         table = table.append_column(KEY_COPIES, pa.array(copies[KEY_COPIES])).append_column(
             REJECTED, pa.array(copies[REJECTED]))
-        if name == PERSON_TABLE:
-            born.append(_births(table))
+        born = _births(table) if name == PERSON_TABLE else None
         if len(passes) == 1 or table.num_rows <= WHOLE_TABLE_ROWS:
-            return table, [], rejects
+            return table, [], rejects, born
         shard = _row_shards(named, shards)
         files = [spill_to / f"pass-{number}" / f"{name}.arrow" for number in range(len(passes))]
         for path, of_pass in zip(files, passes, strict=True):
             _write(table.filter(pa.array(np.isin(shard, of_pass))), path)
-        return None, files, rejects
+        return None, files, rejects, born
 
     if PERSON_TABLE not in raw:
         raise ValueError(f"the source read has no {PERSON_TABLE} table: every child's "
                          "birth date comes from it")
-    born: list[pd.DataFrame] = []
     marked = dict(zip(raw, map_tables(mark, raw), strict=True))
     return Marked(
         passes=passes,
-        whole={name: table for name, (table, _, _) in marked.items() if table is not None},
-        spilled=[{name: files[number] for name, (_, files, _) in marked.items() if files}
+        whole={name: table for name, (table, _, _, _) in marked.items() if table is not None},
+        spilled=[{name: files[number] for name, (_, files, _, _) in marked.items() if files}
                  for number in range(len(passes))],
-        rejects=concat_rejects([rejects for _, _, rejects in marked.values()]),
-        known=known, births=born[0], folder=spill_to if len(passes) > 1 else None)
+        rejects=concat_rejects([rejects for _, _, rejects, _ in marked.values()]),
+        known=known, births=marked[PERSON_TABLE][3],
+        folder=spill_to if len(passes) > 1 else None)
 
 
 def _integers_as_text(table: pa.Table) -> pa.Table:
