@@ -85,7 +85,7 @@ def partition_table(dataset: Path, shard: int, columns: list[str] | None = None,
     while it waits to be used a few children at a time."""
     partition = dataset / f"shard={shard}"
     return pq.read_table(partition / BUILT if built else partition, columns=columns,
-                         filters=None if children is None else _of(children))
+                         filters=None if children is None else of_children(children))
 
 
 def as_frame(table: pa.Table) -> pd.DataFrame:
@@ -95,7 +95,7 @@ def as_frame(table: pa.Table) -> pd.DataFrame:
                            if pa.types.is_list(kind) else None)
 
 
-def _of(children: list[str]) -> pc.Expression:
+def of_children(children: list[str]) -> pc.Expression:
     """A Parquet read filter: the rows of these children."""
     return pc.is_in(pc.field("child_id"), value_set=pa.array(children, pa.string()))
 
@@ -140,7 +140,7 @@ def previous_first_seen(out: Path, unit: tuple[int, ...], shards: int, children:
     paths = [current / "chronology" / f"shard={number}" for number in unit] if same_cut \
         else [current / "chronology"]
     tables = [pq.read_table(path, columns=["entry_id", "first_seen_run"],
-                            filters=_of(children)) for path in paths if path.exists()]
+                            filters=of_children(children)) for path in paths if path.exists()]
     if not tables:
         return None
     frame = pa.concat_tables(tables, promote_options="permissive").to_pandas(

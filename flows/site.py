@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from flows import sinks
 from transforms.pages import (
@@ -124,17 +125,23 @@ def render_shard(version: Path, number: int, shards: int, rules: Rules, run: Run
     """Write the pages of one shard's children (those in `only`, if given); the size of
     each page in bytes. `tables` are the version's children and periods, when read
     already."""
-    children, periods = tables if tables is not None else (
-        pd.read_parquet(version / "children.parquet"), None)
-    if only is not None:  # the few children asked for first: hashing every id is not free
-        children = children[children["child_id"].isin(only).to_numpy(dtype=bool)]
-    children = children[shard_of(children["child_id"], shards) == number].sort_values(
-        "child_id", ignore_index=True)
+    if tables is None:
+        # A worker reads only its shard's children and their periods: the ids first,
+        # then the rows of those ids, so that it never holds every child's.
+        ids = pq.read_table(version / "children.parquet", columns=["child_id"])["child_id"]
+        ids = _of_shard(ids.to_pandas(), only, shards, number)
+        if not len(ids):  # nothing to remake here: the shard's data need not be read
+            return np.array([], dtype=np.int64)
+        children, periods = (pd.read_parquet(version / name, filters=sinks.of_children(
+            sorted(ids))) for name in ("children.parquet", "periods.parquet"))
+    else:
+        children, periods = tables
+        children = children[children["child_id"].isin(_of_shard(
+            children["child_id"], only, shards, number)).to_numpy(dtype=bool)]
+    children = children.sort_values("child_id", ignore_index=True)
     if children.empty:  # nothing to remake here: the shard's data need not be read
         return np.array([], dtype=np.int64)
     wanted = set(children["child_id"])
-    if periods is None:
-        periods = pd.read_parquet(version / "periods.parquet")
     periods = periods[periods["child_id"].isin(wanted).to_numpy(dtype=bool)]
     # Every shard writes its partitions, empty or not (`flows.steps`). When the shard
     # also holds children whose pages are not remade (`only`: those the run built), only
@@ -160,6 +167,14 @@ def render_shard(version: Path, number: int, shards: int, rules: Rules, run: Run
             (folder / f"{page_id}.html").write_bytes(data)
             sizes.append(len(data))
     return np.array(sizes, dtype=np.int64)
+
+
+def _of_shard(ids: pd.Series, only: frozenset[str] | None, shards: int, number: int
+              ) -> pd.Series:
+    """The ids of shard `number` (of those in `only`, if given)."""
+    if only is not None:  # the few children asked for first: hashing every id is not free
+        ids = ids[ids.isin(only).to_numpy(dtype=bool)]
+    return ids[shard_of(ids, shards) == number]
 
 
 def _render_shard_job(job: tuple) -> tuple[np.ndarray, float | None]:
