@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from fixtures.generator import DEMO_AS_OF
 from flows import sinks
 from flows.site import render_site, site_line
-from flows.source import read_source, source_url
+from flows.source import read_source, read_source_parts, source_url
 from flows.steps import (
     Laps,
     ShardOutcome,
@@ -141,16 +141,20 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
         with ProcessTreeMemory() as memory:
             cpu_before = os.times()
             started = time.perf_counter()
-            raw = read_source(source_url(path), TABLES, None, workers)
-            rows = sum(t.num_rows for t in raw.values())
+            # As the flow reads: each part to a file as it arrives, gone through a part at a
+            # time after.
+            read = read_source_parts(source_url(path), TABLES, None, workers,
+                                     Path(folder) / "source")
+            rows = sum(read.rows(name) for name in read)
             extract_s = time.perf_counter() - started
             lap = Laps()
             stage_seconds = lap.seconds
 
-            marked = mark_source(raw, row_children(raw, TABLES_BY_NAME, pool.map),
-                                 known_ids(raw), shards, passes, Path(folder) / "passes",
+            marked = mark_source(read, row_children(read, TABLES_BY_NAME, pool.map),
+                                 known_ids(read), shards, passes, Path(folder) / "passes",
                                  pool.map)
-            del raw
+            read.discard()
+            del read
             lap("prepare")
 
             def validate(prepared: Prepared) -> list:

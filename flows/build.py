@@ -7,12 +7,14 @@ The flow reads like the list of stages; the work is in `transforms/` and `flows/
 
 from __future__ import annotations
 
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from secrets import token_hex
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -38,13 +40,13 @@ from flows.incremental import (
     code_digest,
     nothing_reused,
     plan_reuse,
+    rows_to_build,
     stamps,
-    without_children,
 )
 from flows.publish import clean_up, exclusive, mark_published
 from flows.runners import from_environment, on_cluster
 from flows.site import SiteReport, render_site
-from flows.source import SourceSchemaError, read_source, safe_url, source_url
+from flows.source import SourceSchemaError, read_source_parts, safe_url, source_url
 from flows.steps import (
     NO_ENTRIES,
     Laps,
@@ -59,6 +61,7 @@ from flows.steps import (
 from flows.validation import SuiteRunner
 from transforms.fingerprint import SourceFacts, source_facts
 from transforms.pages import RunInfo
+from transforms.parts import SourceRead
 from transforms.prepare import Marked, Prepared, known_ids, mark_source
 from transforms.reconcile import (
     check_balanced,
@@ -74,8 +77,10 @@ from transforms.rules import DEFAULT_RULES, Rules, load_rules
 from transforms.shards import build_passes, table_batches
 from transforms.ssd import TABLES, TABLES_BY_NAME
 
-# Where a run in several passes keeps the rows of each pass until it is built (inside
-# its version, so that a killed run's are cleaned up with it).
+# Where a run keeps the source it read until it has marked the rows to build, and, in a
+# run of several passes, the rows of each pass until it is built (inside its version, so
+# that a killed run's are cleaned up with it).
+SOURCE_PARTS = ".source"
 PASSES = ".passes"
 
 
@@ -96,15 +101,18 @@ def _retry_transient(task, task_run, state) -> bool:
 
 @task(retries=3, retry_delay_seconds=[1, 5, 20], retry_condition_fn=_retry_transient,
       cache_policy=NO_CACHE)
-def extract(source: str, children: list[str] | None, workers: int) -> dict[str, pa.Table]:
-    return read_source(source_url(source), TABLES, children, workers)
+def extract(source: str, children: list[str] | None, workers: int, version: Path
+            ) -> SourceRead:
+    folder = version / SOURCE_PARTS
+    shutil.rmtree(folder, ignore_errors=True)  # what a failed try wrote
+    return read_source_parts(source_url(source), TABLES, children, workers, folder)
 
 
 @task(cache_policy=NO_CACHE)
-def learn_source(raw: dict[str, pa.Table], as_of: pd.Timestamp, since: pd.Timestamp | None,
+def learn_source(read: SourceRead, as_of: pd.Timestamp, since: pd.Timestamp | None,
                  workers: int) -> SourceFacts:
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return source_facts(raw, TABLES_BY_NAME, known_ids(raw), as_of, since, pool.map)
+        return source_facts(read, TABLES_BY_NAME, known_ids(read), as_of, since, pool.map)
 
 
 @task(cache_policy=NO_CACHE)
@@ -114,20 +122,12 @@ def plan_incremental(out: Path, facts: SourceFacts, as_of: pd.Timestamp, rules_h
 
 
 @task(cache_policy=NO_CACHE)
-def rows_to_build(raw: dict[str, pa.Table], children_of_rows: dict[str, pa.DictionaryArray],
-                  reuse: Reuse, workers: int
-                  ) -> tuple[dict[str, pa.Table], dict[str, pa.DictionaryArray]]:
+def mark_rows(read: SourceRead, children_of_rows: dict[str, pa.DictionaryArray],
+              keep: dict[str, np.ndarray] | None, known: dict, shards: int, children: int,
+              version: Path, workers: int) -> Marked:
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return without_children(raw, children_of_rows, reuse.children, pool.map)
-
-
-@task(cache_policy=NO_CACHE)
-def mark_rows(raw: dict[str, pa.Table], children_of_rows: dict[str, pa.DictionaryArray],
-              known: dict, shards: int, children: int, version: Path, workers: int
-              ) -> Marked:
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return mark_source(raw, children_of_rows, known, shards,
-                           build_passes(shards, children), version / PASSES, pool.map)
+        return mark_source(read, children_of_rows, known, shards,
+                           build_passes(shards, children), version / PASSES, pool.map, keep)
 
 
 @task(cache_policy=NO_CACHE)
@@ -252,43 +252,49 @@ def build_chronologies(
         lap = Laps()
         timings = lap.seconds
 
-        raw = extract(source, children, workers)
-        rows_read = sum(table.num_rows for table in raw.values())
-        lap("extract")
-        logger.info("extracted %d tables, %d rows", len(raw), rows_read)
+        read = extract(source, children, workers, version)
+        try:
+            rows_read = sum(read.rows(name) for name in read)
+            lap("extract")
+            logger.info("extracted %d tables, %d rows", len(read.parts), rows_read)
 
-        facts = learn_source(raw, data_as_of, since_date, workers)
-        known, fingerprints, of_rows = facts.known, facts.children, facts.children_of_rows
-        reuse = nothing_reused("a run for some children", 0)
-        if children is None:
-            reuse = plan_incremental(Path(out), facts, data_as_of, ruleset.digest, code,
-                                     shards, full)
-            raw, of_rows = rows_to_build(raw, of_rows, reuse, workers)
-        del facts
-        carrying = None
-        if reuse.children:
-            # The children taken are carried over while the others are built.
-            carrying = background.enter_context(start_carry(
-                reuse.previous, version, Taken(taken=reuse.children), shards, ruleset.digest,
-                ahead))
-        elif ahead is not None:  # no child is taken: no page linked ahead may stay
-            ahead.discard()
-        # What the run accounts for: the rows of the children it builds.
-        extracted = {name: table.num_rows for name, table in raw.items()}
-        lap("fingerprint")
-        to_build = len(fingerprints) - len(reuse.children)
-        logger.info("%d children unchanged since the published output, %d to build",
-                    len(reuse.children), to_build)
+            facts = learn_source(read, data_as_of, since_date, workers)
+            known, fingerprints, of_rows = facts.known, facts.children, facts.children_of_rows
+            reuse = nothing_reused("a run for some children", 0)
+            if children is None:
+                reuse = plan_incremental(Path(out), facts, data_as_of, ruleset.digest, code,
+                                         shards, full)
+            del facts
+            keep = rows_to_build(of_rows, reuse.children)
+            carrying = None
+            if reuse.children:
+                # The children taken are carried over while the others are built.
+                carrying = background.enter_context(start_carry(
+                    reuse.previous, version, Taken(taken=reuse.children), shards,
+                    ruleset.digest, ahead))
+            elif ahead is not None:  # no child is taken: no page linked ahead may stay
+                ahead.discard()
+            # What the run accounts for: the rows of the children it builds.
+            extracted = {name: read.rows(name) if keep is None else int(keep[name].sum())
+                         for name in read}
+            lap("fingerprint")
+            to_build = len(fingerprints) - len(reuse.children)
+            logger.info("%d children unchanged since the published output, %d to build",
+                        len(reuse.children), to_build)
+            marked = None
+            if carrying is None or to_build:
+                marked = mark_rows(read, of_rows, keep, known, shards, to_build, version,
+                                   workers)
+        finally:  # what a pass needs is in `marked`, or on disk
+            read.discard()
+        del read, of_rows, keep
 
-        if carrying is not None and not to_build:
+        if marked is None:
             # Every child is taken from the published output: nothing to prepare, check,
             # shape or render, and the run's own tables are empty.
-            del raw, of_rows
             tables, shard_outcomes = [], []
             made = nothing_made(reuse.previous, version, shards)
         else:
-            marked = mark_rows(raw, of_rows, known, shards, to_build, version, workers)
-            del raw, of_rows  # what the passes need is in `marked`, or on disk
             lap("prepare")
 
             runner = SuiteRunner()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,24 +128,16 @@ def plan_reuse(out: Path, facts: pd.DataFrame, as_of: pd.Timestamp, rules_hash: 
     return Reuse(current.resolve(), frozenset(facts.index[~rebuild.to_numpy()]), because)
 
 
-def without_children(raw: dict[str, pa.Table],
-                     children_of_rows: dict[str, pa.DictionaryArray],
-                     reused: frozenset[str], map_tables: Callable = map
-                     ) -> tuple[dict[str, pa.Table], dict[str, pa.DictionaryArray]]:
-    """The source rows that are not of a reused child (`UNNAMED`: the rows that name
-    none), and the child of each of them; `map_tables` runs the tables side by side."""
+def rows_to_build(children_of_rows: dict[str, pa.DictionaryArray],
+                  reused: frozenset[str]) -> dict[str, np.ndarray] | None:
+    """By table, which rows read are not of a `reused` child (`UNNAMED`: the rows that
+    name none); None when every row is to be built."""
     if not reused:
-        return raw, children_of_rows
+        return None
     taken = Taken(taken=reused)
-
-    def left(name: str) -> tuple[pa.Table, pa.DictionaryArray]:
-        child = children_of_rows[name]  # each child is looked up once, not each row
-        keep = pc.invert(taken.arrow_rows(child.dictionary)).take(child.indices)
-        return raw[name].filter(keep), child.filter(keep)
-
-    kept = dict(zip(raw, map_tables(left, raw), strict=True))
-    return ({name: rows for name, (rows, _) in kept.items()},
-            {name: child for name, (_, child) in kept.items()})
+    # Each child is looked up once, not each row.
+    return {name: pc.invert(taken.arrow_rows(child.dictionary)).take(child.indices)
+            .to_numpy(zero_copy_only=False) for name, child in children_of_rows.items()}
 
 
 def stamps(facts: pd.DataFrame, reused: frozenset[str], freshness: pd.DataFrame,

@@ -10,8 +10,9 @@ the connection itself are left to the caller's retries.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,6 +21,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
+from transforms.parts import PART_ROWS, PartWriter, SourceRead
 from transforms.ssd import PERSON_ID, PERSON_TABLE, TABLES_BY_NAME, SourceTable
 
 # The source's password travels in this environment variable, never as a flow parameter:
@@ -117,8 +119,6 @@ def _literal(value: str) -> str:
 
 # The most of an SQLite file a read maps into memory (SQLite caps it lower if built so).
 MMAP_BYTES = 1 << 40
-# Rows per part when a large SQLite table is read in parallel parts.
-PART_ROWS = 1_000_000
 # Marks the one typed row that `select_sql` puts first for SQLite (see there).
 TYPING_ROW = "__chronology_typing_row"
 
@@ -160,7 +160,8 @@ def select_sql(table: SourceTable, dialect: str, children: Sequence[str] | None,
     return f'SELECT {columns} FROM "{table.name}"{where}'
 
 
-def _read_adbc(url: URL, sql: str) -> pa.Table:
+@contextmanager
+def _adbc_batches(url: URL, sql: str) -> Iterator[pa.RecordBatchReader]:
     if url.get_backend_name() == "sqlite":
         import adbc_driver_sqlite.dbapi as driver
 
@@ -177,36 +178,51 @@ def _read_adbc(url: URL, sql: str) -> pa.Table:
             cursor.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
             cursor.fetchall()
         cursor.execute(sql)
-        return cursor.fetch_arrow_table()
+        yield cursor.fetch_record_batch()
 
 
-def _read_sqlalchemy(url: URL, sql: str) -> pa.Table:
+def _batches(url: URL, sql: str) -> Iterator[pa.Table]:
+    """The result of `sql`, a batch of rows at a time, as text where the driver read
+    bytes, without `select_sql`'s typing row; one empty batch if it has no rows."""
+    if url.get_backend_name() in ("sqlite", "postgresql"):
+        with _adbc_batches(url, sql) as reader:
+            empty = True
+            for batch in reader:
+                empty = False
+                yield _cleaned(pa.Table.from_batches([batch]))
+            if empty:
+                yield _cleaned(reader.schema.empty_table())
+        return
     import pandas as pd
 
     engine = sa.create_engine(url)
     try:
         with engine.connect() as connection:
+            # Whole: pandas infers each batch's types alone (a batch of one column's
+            # gaps would read as another type), and Arrow's parts must agree.
             frame = pd.read_sql(sa.text(sql), connection)
     finally:
         engine.dispose()
-    return pa.Table.from_pandas(frame, preserve_index=False)
+    yield _cleaned(pa.Table.from_pandas(frame, preserve_index=False))
 
 
-def _read(url: URL, sql: str) -> pa.Table:
-    if url.get_backend_name() in ("sqlite", "postgresql"):
-        result = _read_adbc(url, sql)
-    else:
-        result = _read_sqlalchemy(url, sql)
+def _cleaned(result: pa.Table) -> pa.Table:
     if TYPING_ROW in result.column_names:
         marker = result.column(TYPING_ROW)
-        if marker.null_count == len(marker) - 1 and marker[0].is_valid:
+        if marker.null_count == len(marker):
+            pass  # a batch after the first
+        elif marker.null_count == len(marker) - 1 and marker[0].is_valid:
             # SQLite returns the typing row first: a slice drops it without copying the
-            # table, where a filter copies every column (a third of a large read).
+            # batch, where a filter copies every column.
             result = result.slice(1)
         else:
             result = result.filter(pc.is_null(marker))
         result = result.drop_columns([TYPING_ROW])
     return _as_text(result)
+
+
+def _read(url: URL, sql: str) -> pa.Table:
+    return pa.concat_tables(_batches(url, sql))
 
 
 def _as_text(result: pa.Table) -> pa.Table:
@@ -290,12 +306,15 @@ def _refuse_shared_keys(url: URL, present: Sequence[SourceTable],
                 "rebuild every child instead")
 
 
-def read_source(url: URL, tables: Sequence[SourceTable], children: Sequence[str] | None = None,
-                workers: int = 2) -> dict[str, pa.Table]:
-    """Every present table of the contract, read in parallel, as Arrow tables.
+def read_source_parts(url: URL, tables: Sequence[SourceTable],
+                      children: Sequence[str] | None = None, workers: int = 2,
+                      folder: Path | None = None) -> SourceRead:
+    """Every present table of the contract, read in parallel, in parts
+    (`transforms.parts`): written to Arrow files in `folder` as they arrive, so that a
+    large source is never held whole, or, with no folder, held in memory.
 
     Large SQLite tables are read in rowid ranges on several connections at once (the
-    driver releases the GIL), and put back together in rowid order.
+    driver releases the GIL); each table's parts are in rowid order.
     """
     present = present_tables(url, tables)
     if PERSON_TABLE not in {t.name for t in present}:
@@ -305,16 +324,32 @@ def read_source(url: URL, tables: Sequence[SourceTable], children: Sequence[str]
     layouts = {table.name: _layout(url, table) for table in present}
     jobs = [(table, part) for table in present for part in layouts[table.name][0]]
 
-    def read_part(table: SourceTable, part: _Part) -> pa.Table:
-        return _read(url, select_sql(table, url.get_backend_name(), children, part.rowids,
-                                     layouts[table.name][1]))
+    def read_part(job: int) -> PartWriter:
+        table, part = jobs[job]
+        writer = PartWriter(None if folder is None else folder / table.name, f"part-{job}")
+        for batch in _batches(url, select_sql(table, url.get_backend_name(), children,
+                                              part.rowids, layouts[table.name][1])):
+            writer.write(batch)
+        writer.close()
+        return writer
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         # The largest parts first, so that the threads finish together rather than one
         # reading the last large part alone.
-        reads = {job: pool.submit(read_part, *jobs[job])
+        reads = {job: pool.submit(read_part, job)
                  for job in sorted(range(len(jobs)), key=lambda job: -jobs[job][1].rows)}
-        parts: dict[str, list[pa.Table]] = {}
+        parts: dict[str, list] = {}
+        rows: dict[str, list[int]] = {}
         for job, (table, _) in enumerate(jobs):  # each table's parts in rowid order
-            parts.setdefault(table.name, []).append(reads[job].result())
-    return {name: pa.concat_tables(chunks) for name, chunks in parts.items()}
+            written = reads[job].result()
+            parts.setdefault(table.name, []).extend(written.parts)
+            rows.setdefault(table.name, []).extend(written.part_rows)
+    return SourceRead(parts, rows, folder)
+
+
+def read_source(url: URL, tables: Sequence[SourceTable], children: Sequence[str] | None = None,
+                workers: int = 2) -> dict[str, pa.Table]:
+    """Every present table of the contract, read in parallel, as whole Arrow tables
+    (`read_source_parts`, held in memory)."""
+    read = read_source_parts(url, tables, children, workers)
+    return {name: read.table(name) for name in read}

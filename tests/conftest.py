@@ -12,6 +12,7 @@ import pytest
 
 from transforms import conform
 from transforms.fingerprint import row_children
+from transforms.parts import SourceRead
 from transforms.prepare import known_ids, mark_source
 from transforms.ssd import TABLES_BY_NAME
 from transforms.stage import EVENT_COLUMNS, _typed
@@ -74,8 +75,8 @@ def raw_tables(tables: dict[str, list[dict]]) -> dict[str, pa.Table]:
 def conformed(tables: dict[str, list[dict]]) -> dict[str, pd.DataFrame]:
     """Literal rows taken through the run's numbering and owner resolution, and
     conforming."""
-    raw = raw_tables(tables)
-    marked = mark_source(raw, row_children(raw, TABLES_BY_NAME), known_ids(raw), shards=1,
+    read = SourceRead.in_memory(raw_tables(tables))
+    marked = mark_source(read, row_children(read, TABLES_BY_NAME), known_ids(read), shards=1,
                          passes=[(0,)])
     return {name: conform.conform_table(TABLES_BY_NAME[name], table.to_pandas(
         date_as_object=False).drop(columns=[conform.KEY_COPIES, conform.REJECTED])).frame

@@ -51,18 +51,18 @@ def _before_switch() -> None:
 
 def _hold(release: Path) -> None:
     """Hold the output (the lock is taken before extraction) until `release` exists."""
-    real = build.read_source
+    real = build.read_source_parts
 
-    def read_source(*args, **kwargs):
+    def read_source_parts(*args, **kwargs):
         while not release.exists():
             time.sleep(0.1)
         return real(*args, **kwargs)
 
-    build.read_source = read_source
+    build.read_source_parts = read_source_parts
 
 
 POINTS = {
-    "extract": lambda out: _after(build, "read_source"),
+    "extract": lambda out: _after(build, "read_source_parts"),
     "write": lambda out: _after(sinks, "write_partition", calls=2),
     "render": lambda out: _after(site, "render_shard"),
     "publish": lambda out: _before_switch(),

@@ -23,6 +23,7 @@ from transforms.fingerprint import (
     source_facts,
 )
 from transforms.freshness import stale_on
+from transforms.parts import PART_ROWS, SourceRead
 from transforms.prepare import known_ids
 from transforms.rules import load_rules
 from transforms.ssd import TABLES_BY_NAME
@@ -56,8 +57,10 @@ def _source(contacts: list[tuple], people=("C1", "C2", "C3"), factors=()) -> dic
     }
 
 
-def _facts(raw: dict, since: pd.Timestamp | None = None) -> pd.DataFrame:
-    return source_facts(raw, TABLES_BY_NAME, known_ids(raw), AS_OF, since).children.sort_index()
+def _facts(raw: dict, since: pd.Timestamp | None = None, part_rows: int = PART_ROWS
+           ) -> pd.DataFrame:
+    read = SourceRead.in_memory(raw, part_rows)
+    return source_facts(read, TABLES_BY_NAME, known_ids(read), AS_OF, since).children.sort_index()
 
 
 CONTACTS = [("K1", "C1", "2025-01-01", "Police"), ("K2", "C1", "2025-02-01", "School"),
@@ -126,7 +129,7 @@ def test_a_frames_rows_hash_by_the_values_of_the_columns_asked_for():
 
 def test_rows_without_a_person_column_belong_to_their_parents_child():
     raw = _source(CONTACTS, factors=[("F1", "A-C2"), ("F2", "A-C9"), ("F3", None)])
-    children = row_children(raw, TABLES_BY_NAME)
+    children = row_children(SourceRead.in_memory(raw), TABLES_BY_NAME)
     assert children["ssd_assessment_factors"].to_pylist() == ["C2", UNNAMED, UNNAMED]
     base = _facts(_source(CONTACTS, factors=[("F1", "A-C2")]))
     more = _facts(raw)
@@ -146,24 +149,25 @@ def test_a_key_two_children_hold_marks_both_and_changes_when_it_is_no_longer_sha
 
 
 def test_whether_an_id_a_row_points_at_exists_is_part_of_its_hash():
-    raw = _source(CONTACTS)
-    known = known_ids(raw)
-    of_rows = row_children(raw, TABLES_BY_NAME)
-    with_person = fingerprints(raw, TABLES_BY_NAME, of_rows, known)["fingerprint"]
+    read = SourceRead.in_memory(_source(CONTACTS))
+    known = known_ids(read)
+    of_rows = row_children(read, TABLES_BY_NAME)
+    with_person = fingerprints(read, TABLES_BY_NAME, of_rows, known)["fingerprint"]
     # The same rows, but the person table no longer holds C3.
-    without = fingerprints(raw, TABLES_BY_NAME, of_rows,
+    without = fingerprints(read, TABLES_BY_NAME, of_rows,
                            {**known, ("ssd_person", "pers_person_id"): pa.array(["C1", "C2"])}
                            )["fingerprint"]
     assert (with_person != without).to_dict() == {"C1": False, "C2": False, "C3": True}
 
 
-def test_a_table_hashed_in_slices_gives_the_fingerprints_it_gives_whole(monkeypatch):
+def test_a_table_hashed_in_parts_gives_the_fingerprints_it_gives_whole(monkeypatch):
     contacts = [(f"K{n}", f"C{n % 3 + 1}", f"2025-01-{n % 28 + 1:02d}", ["Police", None][n % 2])
                 for n in range(20)]
-    # K1 twice: whether a key repeats is settled across slices.
+    # K1 twice: whether a key repeats is settled across parts.
     raw = _source([*contacts, ("K1", "C3", "2025-05-05", "School")])
     whole = _facts(raw)
-    monkeypatch.setattr(fingerprint, "SLICE_ROWS", 3)
+    assert _facts(raw, part_rows=3).equals(whole)
+    monkeypatch.setattr(fingerprint, "SLICE_ROWS", 3)  # strings hashed a few at a time
     assert _facts(raw).equals(whole)
     assert whole["shares_keys"].to_dict() == {"C1": False, "C2": True, "C3": True}
 

@@ -307,7 +307,7 @@ def test_a_missing_table_fails_at_once_without_retrying(generated, tmp_path, mon
         calls.append(1)
         raise SourceSchemaError("table ssd_cp_plans is missing")
 
-    monkeypatch.setattr(build_module, "read_source", missing)
+    monkeypatch.setattr(build_module, "read_source_parts", missing)
     with pytest.raises(SourceSchemaError, match="ssd_cp_plans"):
         build_chronologies(source=str(path), out=str(tmp_path / "out"))
     assert len(calls) == 1
@@ -315,7 +315,7 @@ def test_a_missing_table_fails_at_once_without_retrying(generated, tmp_path, mon
 
 def test_a_transient_read_error_is_retried(generated, tmp_path, monkeypatch):
     path, _ = generated
-    real = build_module.read_source
+    real = build_module.read_source_parts
     calls = []
 
     def flaky(*args, **kwargs):
@@ -324,7 +324,7 @@ def test_a_transient_read_error_is_retried(generated, tmp_path, monkeypatch):
             raise ConnectionError("server closed the connection unexpectedly")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(build_module, "read_source", flaky)
+    monkeypatch.setattr(build_module, "read_source_parts", flaky)
     manifest = build_chronologies(source=str(path), out=str(tmp_path), shards=1, as_of=AS_OF,
                                   children=["EX0000001"])
     assert len(calls) == 2 and manifest["status"] == "succeeded"

@@ -13,6 +13,7 @@ from flows.verdicts import Verdicts, combined_verdicts
 from tests.conftest import raw_frame, raw_tables
 from transforms import conform
 from transforms.fingerprint import row_children
+from transforms.parts import PART_ROWS, SourceRead
 from transforms.prepare import mark_source
 from transforms.shards import by_unit, shard_of
 from transforms.ssd import TABLES_BY_NAME
@@ -27,9 +28,11 @@ CONTACTS = [{"cont_contact_id": f"C{i}", "cont_person_id": f"P{i % 40}",
     {"cont_contact_id": "C2", "cont_person_id": "P2", "cont_contact_date": "2016-01-01"}]
 
 
-def _marked(passes, folder=None):
-    raw = raw_tables({"ssd_person": PEOPLE, "ssd_contacts": CONTACTS})
-    return mark_source(raw, row_children(raw, TABLES_BY_NAME), {}, 4, passes, folder)
+def _marked(passes, folder=None, part_rows=PART_ROWS, keep=None):
+    read = SourceRead.in_memory(raw_tables({"ssd_person": PEOPLE, "ssd_contacts": CONTACTS}),
+                                part_rows)
+    return mark_source(read, row_children(read, TABLES_BY_NAME), {}, 4, passes, folder,
+                       keep=keep)
 
 
 def test_copies_of_keys_are_counted_over_the_whole_table():
@@ -57,6 +60,48 @@ def test_each_row_of_a_large_table_is_in_the_pass_of_its_childs_shard(tmp_path, 
     assert sorted(seen) == list(range(len(CONTACTS)))  # every row, once
     marked.discard()
     assert not (tmp_path / "passes").exists()
+
+
+def _frames(marked, passes) -> dict[str, pd.DataFrame]:
+    """Each table's marked rows, whole or gathered from the passes, in `_row` order."""
+    frames = {name: table.to_pandas() for name, table in marked.whole.items()}
+    for number in range(len(passes)):
+        for name, frame in marked.pass_tables(number).frames.items():
+            frames[name] = pd.concat([frames.get(name), frame])
+    return {name: frame.sort_values("_row", ignore_index=True)
+            for name, frame in frames.items()}
+
+
+@pytest.mark.parametrize("part_rows", [1, 7, 64])
+def test_a_source_gone_through_in_parts_is_marked_as_when_held_whole(
+        tmp_path, monkeypatch, part_rows):
+    monkeypatch.setattr("transforms.prepare.WHOLE_TABLE_ROWS", 100)
+    passes = [(0, 2), (1, 3)]
+    whole = _marked(passes, tmp_path / "whole")
+    parts = _marked(passes, tmp_path / "parts", part_rows=part_rows)
+    expected, got = _frames(whole, passes), _frames(parts, passes)
+    assert set(got) == {"ssd_person", "ssd_contacts"}
+    for name in expected:
+        pd.testing.assert_frame_equal(got[name], expected[name])
+    pd.testing.assert_frame_equal(parts.rejects, whole.rejects)
+    pd.testing.assert_frame_equal(parts.births, whole.births)
+
+
+def test_only_the_rows_kept_are_marked_and_numbered_among_themselves():
+    # The children taken from the published output: every third person's rows go.
+    read_rows = {"ssd_person": PEOPLE, "ssd_contacts": CONTACTS}
+    taken = {f"P{i}" for i in range(0, 40, 3)}
+    keep = {name: np.array([row.get("pers_person_id", row.get("cont_person_id")) not in taken
+                            for row in rows]) for name, rows in read_rows.items()}
+    marked = _marked([(0, 1, 2, 3)], part_rows=5, keep=keep)
+    alone = {name: [row for row, kept in zip(rows, keep[name], strict=True) if kept]
+             for name, rows in read_rows.items()}
+    read = SourceRead.in_memory(raw_tables(alone))
+    expected = mark_source(read, row_children(read, TABLES_BY_NAME), {}, 4, [(0, 1, 2, 3)])
+    for name in read_rows:
+        assert marked.whole[name].equals(expected.whole[name]), name
+    assert marked.rows == {name: int(kept.sum()) for name, kept in keep.items()}
+    assert not set(marked.births["child_id"]) & taken
 
 
 def test_a_run_in_several_passes_needs_a_folder_for_them():
@@ -107,7 +152,8 @@ def test_an_integer_column_reads_alike_in_every_pass(tmp_path, monkeypatch):
         "perm_cla_id",
         raw["ssd_permanence"]["perm_cla_id"].cast(pa.int64()))
     passes = [(0, 2), (1, 3)]
-    marked = mark_source(raw, row_children(raw, TABLES_BY_NAME), {}, 4, passes,
+    read = SourceRead.in_memory(raw)
+    marked = mark_source(read, row_children(read, TABLES_BY_NAME), {}, 4, passes,
                          tmp_path / "passes")
     values = pd.concat([marked.pass_tables(number).frames["ssd_permanence"]
                         for number in range(len(passes))])["perm_cla_id"]

@@ -13,8 +13,16 @@ import pytest
 import sqlalchemy as sa
 
 from fixtures.generator import generate_database
-from flows.source import SourceSchemaError, present_tables, read_source, select_sql, source_url
+from flows.source import (
+    SourceSchemaError,
+    present_tables,
+    read_source,
+    read_source_parts,
+    select_sql,
+    source_url,
+)
 from transforms.fingerprint import source_facts
+from transforms.parts import SourceRead
 from transforms.prepare import known_ids
 from transforms.ssd import TABLES, TABLES_BY_NAME
 
@@ -39,6 +47,22 @@ def test_reads_every_contract_table_and_only_its_columns(database):
     for name, table in raw.items():
         assert table.num_rows == _count(database, name), name
         assert table.column_names == list(TABLES_BY_NAME[name].columns)
+
+
+def test_a_read_written_to_files_holds_what_a_read_in_memory_holds(database, tmp_path,
+                                                                   monkeypatch):
+    in_memory = read_source(source_url(database), TABLES)
+    for module in ("transforms.parts", "flows.source"):  # several files for larger tables
+        monkeypatch.setattr(f"{module}.PART_ROWS", 500)
+    read = read_source_parts(source_url(database), TABLES, folder=tmp_path / "read")
+    assert any(len(files) > 1 for files in read.parts.values())
+    assert all(isinstance(part, Path) for files in read.parts.values() for part in files)
+    for name, table in in_memory.items():
+        assert read.table(name).equals(table.combine_chunks()), name
+        assert read.columns(name, [table.column_names[0], "not_a_column"]).equals(
+            table.select([0])), name
+    read.discard()
+    assert not (tmp_path / "read").exists()
 
 
 def test_sqlite_values_arrive_as_text_whatever_type_sqlite_stored(tmp_path):
@@ -222,8 +246,9 @@ def test_postgres_typed_columns_fingerprint_like_sqlite_text(postgres):
     url, from_sqlite = postgres
     from_postgres = read_source(source_url(url), TABLES)
     as_of = pd.Timestamp("2020-01-01")  # most records are later
-    facts = {name: source_facts(raw, TABLES_BY_NAME, known_ids(raw), as_of, None).children
-             for name, raw in (("postgres", from_postgres), ("sqlite", from_sqlite))}
+    facts = {name: source_facts(read, TABLES_BY_NAME, known_ids(read), as_of, None).children
+             for name, read in (("postgres", SourceRead.in_memory(from_postgres)),
+                                ("sqlite", SourceRead.in_memory(from_sqlite)))}
     assert facts["postgres"].index.sort_values().equals(facts["sqlite"].index.sort_values())
     assert facts["postgres"]["fingerprint"].is_unique
     pd.testing.assert_series_equal(facts["postgres"]["next_record"].sort_index(),

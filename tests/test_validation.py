@@ -19,6 +19,7 @@ from flows.steps import stage_unit, validate_table
 from flows.validation import ExpectationError, SuiteRunner, verdicts_last
 from tests.conftest import raw_tables
 from transforms.fingerprint import row_children
+from transforms.parts import SourceRead
 from transforms.prepare import known_ids, mark_source
 from transforms.shards import by_unit
 from transforms.ssd import TABLES, TABLES_BY_NAME
@@ -80,8 +81,8 @@ def _run(tables: dict[str, list[dict]], runner: SuiteRunner, shards: int = 2,
          with_tables: bool = False, earlier: verdicts.Earlier | None = None,
          as_of: pd.Timestamp = AS_OF):
     """The flow's steps without Prefect: prepare, validate tables, stage shards."""
-    raw = raw_tables(tables)
-    marked = mark_source(raw, row_children(raw, TABLES_BY_NAME), known_ids(raw), shards,
+    read = SourceRead.in_memory(raw_tables(tables))
+    marked = mark_source(read, row_children(read, TABLES_BY_NAME), known_ids(read), shards,
                          [tuple(range(shards))])
     prepared = marked.whole_tables()
     validated = [validate_table(name, frame, prepared.births, prepared.known, as_of, runner,

@@ -26,15 +26,14 @@ import pyarrow.compute as pc
 
 from transforms.conform import existence_checks, owner_people
 from transforms.frames import lookup
+from transforms.parts import SourceRead
 from transforms.ssd import OWNER_PERSON, SourceTable
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _NULL = np.uint64(0x5BD1E9955BD1E995)
-# Tables are hashed in slices of this many rows: the threads share the slices of a large
-# table as they share small tables, and strings are hashed a slice at a time, bounding
-# the temporary arrays.
+# Strings are hashed this many at a time, bounding the temporary arrays.
 SLICE_ROWS = 1 << 20
 # A text column whose first this many values are mostly distinct is hashed value by
 # value (`column_hashes`).
@@ -396,10 +395,10 @@ def dated_from(raw: pa.Table, child: pa.DictionaryArray, dates: Iterable[str],
     return every.groupby(level=0).min().astype("datetime64[ns]")
 
 
-def row_children(raw: dict[str, pa.Table], tables: dict[str, SourceTable],
+def row_children(read: SourceRead, tables: dict[str, SourceTable],
                  map_tables: Callable = map) -> dict[str, pa.DictionaryArray]:
-    """The child of each row of each raw table, as the build will find it: its person id
-    (trimmed; blank is none), or for a table whose rows belong to a parent row
+    """The child of each row of each table read, as the build will find it: its person
+    id (trimmed; blank is none), or for a table whose rows belong to a parent row
     (assessment factors, CLA reviews), the child of that parent, where exactly one child
     holds its key (`transforms.conform.owner_people`; the build's `_owner_person_id`,
     `transforms.prepare.mark_source`); `UNNAMED` for a row that names none.
@@ -409,40 +408,41 @@ def row_children(raw: dict[str, pa.Table], tables: dict[str, SourceTable],
         return pc.dictionary_encode(pc.fill_null(found_children(name), UNNAMED))
 
     def found_children(name: str) -> pa.Array:
-        table, spec = raw[name], tables[name]
+        spec = tables[name]
         if spec.owner is None:
-            return trimmed(table[spec.person])
+            return trimmed(read.columns(name, [spec.person])[spec.person])
         parent_spec = tables[spec.owner.table]
-        parent = raw.get(spec.owner.table)
-        if parent is None:
-            return pa.nulls(table.num_rows, pa.string())
-        people = owner_people(parent.select([spec.owner.key, parent_spec.person]).to_pandas(),
-                              parent_spec, spec.owner.key)
-        return pa.array(lookup(table[spec.owner.column].to_pandas(), people), pa.string())
+        if spec.owner.table not in read:
+            return pa.nulls(read.rows(name), pa.string())
+        parent = read.columns(spec.owner.table, [spec.owner.key, parent_spec.person])
+        people = owner_people(parent.to_pandas(), parent_spec, spec.owner.key)
+        return pa.array(lookup(read.columns(name, [spec.owner.column])[spec.owner.column]
+                               .to_pandas(), people), pa.string())
 
-    return dict(zip(raw, map_tables(children_of, raw), strict=True))
+    return dict(zip(read, map_tables(children_of, read), strict=True))
 
 
-def fingerprints(raw: dict[str, pa.Table], tables: dict[str, SourceTable],
+def fingerprints(read: SourceRead, tables: dict[str, SourceTable],
                  children_of_rows: dict[str, pa.DictionaryArray],
                  known: dict[tuple[str, str], pa.Array], map_tables: Callable = map
                  ) -> pd.DataFrame:
-    """`child_fingerprints` of every child of the whole source `raw`. `map_tables` runs
-    slices of the tables (a thread pool's `map` runs them side by side: NumPy and Arrow
-    release the GIL), then the tables: a large table is hashed in slices, so that the
-    threads share it as they share the others."""
-    largest_first = sorted(raw, key=lambda name: -raw[name].num_rows)
-    slices = [(name, start) for name in largest_first
-              for start in range(0, max(raw[name].num_rows, 1), SLICE_ROWS)]
+    """`child_fingerprints` of every child of the whole source `read`. `map_tables` runs
+    the parts of the tables (a thread pool's `map` runs them side by side: NumPy and
+    Arrow release the GIL), then the tables: a large table is hashed a part at a time,
+    so that the threads share it as they share the others, and only the parts being
+    hashed are held."""
+    largest_first = sorted(read, key=lambda name: -read.rows(name))
+    parts = [(name, number, start) for name in largest_first
+             for number, start in enumerate(read.starts(name))]
 
-    def hash_slice(name: str, start: int) -> _SliceHashes:
-        return _slice_hashes(tables[name], raw[name].slice(start, SLICE_ROWS),
-                             children_of_rows[name].slice(start, SLICE_ROWS), known,
-                             existence_checks(tables[name]))
+    def hash_part(name: str, number: int, start: int) -> _SliceHashes:
+        return _slice_hashes(tables[name], read.part(name, number),
+                             children_of_rows[name].slice(start, read.part_rows[name][number]),
+                             known, existence_checks(tables[name]))
 
     hashed: dict[str, list[_SliceHashes]] = {}
-    for (name, _), part in zip(slices, map_tables(lambda job: hash_slice(*job), slices),
-                               strict=True):
+    for (name, *_), part in zip(parts, map_tables(lambda job: hash_part(*job), parts),
+                                strict=True):
         hashed.setdefault(name, []).append(part)
     return child_fingerprints(map_tables(
         lambda name: _table_rows(tables[name], children_of_rows[name], hashed[name]),
@@ -460,17 +460,18 @@ class SourceFacts:
     children: pd.DataFrame
 
 
-def source_facts(raw: dict[str, pa.Table], tables: dict[str, SourceTable],
+def source_facts(read: SourceRead, tables: dict[str, SourceTable],
                  known: dict[tuple[str, str], pa.Array], as_of: pd.Timestamp,
                  since: pd.Timestamp | None, map_tables: Callable = map) -> SourceFacts:
-    """Each row's child, and each child's fingerprint and dated records, from `raw`
+    """Each row's child, and each child's fingerprint and dated records, from `read`
     (`map_tables` runs the tables side by side, as in `fingerprints`)."""
-    of_rows = row_children(raw, tables, map_tables)
-    facts = fingerprints(raw, tables, of_rows, known, map_tables)
+    of_rows = row_children(read, tables, map_tables)
+    facts = fingerprints(read, tables, of_rows, known, map_tables)
 
     def dated(day: pd.Timestamp) -> list[pd.Series]:
-        return list(map_tables(lambda name: dated_from(raw[name], of_rows[name],
-                                                       tables[name].dates, day), raw))
+        return list(map_tables(lambda name: dated_from(
+            read.columns(name, tables[name].dates), of_rows[name], tables[name].dates, day),
+            read))
 
     later = dated(as_of.normalize() + pd.Timedelta(days=1))
     facts["next_record"] = pd.concat(later).groupby(level=0).min().reindex(facts.index) \

@@ -2,16 +2,18 @@
 hand out the rows of one pass of shards at a time (`transforms.shards.build_passes`).
 
 Duplicate keys and the existence of parents are questions about the whole table (two
-children may hold the same key), and a row's position is its place in the whole read:
-they are settled once, on the Arrow tables, and travel with each row as columns. The
-rows then become pandas frames one pass at a time, so that only one pass's children are
-held as pandas at once.
+children may hold the same key), and a row's position is its place among the rows built:
+they are settled once, from the key and id columns of the whole read, and travel with
+each row as columns. The read is gone through a part at a time (`transforms.parts`), and
+the rows become pandas frames one pass at a time, so that neither the whole read nor
+more than one pass's children are held at once.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from transforms.conform import (
     mark_exact_copies,
 )
 from transforms.fingerprint import UNNAMED
+from transforms.parts import SourceRead
 from transforms.rejects import concat_rejects, empty_rejects
 from transforms.shards import shard_of
 from transforms.ssd import PERSON_ID, PERSON_TABLE, TABLES_BY_NAME, SourceTable
@@ -50,9 +53,33 @@ class Prepared:
 
 
 @dataclass(frozen=True)
+class Copies:
+    """What `transforms.conform.mark_exact_copies` found of the few rows of a table whose
+    key another row holds too, by position among the rows built (`_row`); every other
+    row is its key's only copy."""
+
+    rows: np.ndarray        # positions, ascending...
+    key_copies: np.ndarray  # ...how many differing rows hold each one's key...
+    rejected: np.ndarray    # ...and whether it is an exact copy of an earlier row
+
+    def columns(self, table: pa.Table) -> pa.Table:
+        """`table` (rows in `_row` order) with its `_key_copies` and `_rejected`."""
+        rows = table["_row"].to_numpy()
+        copies = np.ones(len(rows), dtype="int64")
+        rejected = np.zeros(len(rows), dtype=bool)
+        at = np.searchsorted(rows, self.rows)
+        found = at < len(rows)
+        found[found] = rows[at[found]] == self.rows[found]
+        copies[at[found]] = self.key_copies[found]
+        rejected[at[found]] = self.rejected[found]
+        return table.append_column(KEY_COPIES, pa.array(copies)).append_column(
+            REJECTED, pa.array(rejected))
+
+
+@dataclass(frozen=True)
 class Marked:
     """The rows a run builds, each with what the whole source says of it: its position
-    in the read (`_row`), its child where its table has no person column, how many rows
+    among them (`_row`), its child where its table has no person column, how many rows
     share its key (`_key_copies`) and whether it is an exact copy of another
     (`_rejected`). In a run of one pass every table is held whole, in Arrow; in a run of
     several, only those of at most `WHOLE_TABLE_ROWS` rows, and the rows of larger ones
@@ -61,7 +88,9 @@ class Marked:
     passes: list[tuple[int, ...]]  # the shards of each pass
     whole: dict[str, pa.Table]
     spilled: list[dict[str, Path]]  # per pass, the file of each large table's rows
+    copies: dict[str, Copies]  # of the large tables
     rejects: pd.DataFrame  # the exact copies
+    rows: dict[str, int]  # the rows built, by table
     known: dict[tuple[str, str], pa.Array]
     births: pd.DataFrame  # every child's date of birth
     folder: Path | None = None  # where the files of the passes are
@@ -75,8 +104,9 @@ class Marked:
 
     def pass_tables(self, number: int) -> Prepared:
         """The large tables' rows of the children of pass `number`, as pandas frames."""
-        return self._prepared({name: pa.ipc.open_file(pa.memory_map(str(path))).read_all()
-                               for name, path in self.spilled[number].items()})
+        return self._prepared({name: self.copies[name].columns(
+            pa.ipc.open_file(pa.memory_map(str(path))).read_all())
+            for name, path in self.spilled[number].items()})
 
     def _prepared(self, tables: dict[str, pa.Table]) -> Prepared:
         return Prepared({name: table.to_pandas(date_as_object=False)
@@ -94,7 +124,7 @@ class Marked:
 WHOLE_TABLE_ROWS = 250_000
 
 
-def known_ids(raw: dict[str, pa.Table]) -> dict[tuple[str, str], pa.Array]:
+def known_ids(read: SourceRead) -> dict[tuple[str, str], pa.Array]:
     """Ids that person, parent and owner columns may point at, by (table, key).
 
     Taken from the whole of what the run read (every row, in a run over the whole
@@ -102,62 +132,92 @@ def known_ids(raw: dict[str, pa.Table]) -> dict[tuple[str, str], pa.Array]:
     (because its own person id is wrong, say) or of a child taken from the published
     output still counts as existing and its dependants are not lost.
     """
-    wanted = {(target, key) for name in raw
+    wanted = {(target, key) for name in read
               for _, target, key in existence_checks(TABLES_BY_NAME[name])}
-    return {(target, key): pc.unique(pc.drop_null(raw[target][key]).cast(pa.string()))
-            if target in raw else pa.array([], pa.string())
+    return {(target, key): pc.unique(pc.drop_null(read.columns(target, [key])[key])
+                                     .cast(pa.string()))
+            if target in read else pa.array([], pa.string())
             for target, key in sorted(wanted)}
 
 
-def mark_source(raw: dict[str, pa.Table], children_of_rows: dict[str, pa.DictionaryArray],
+def mark_source(read: SourceRead, children_of_rows: dict[str, pa.DictionaryArray],
                 known: dict[tuple[str, str], pa.Array], shards: int,
                 passes: list[tuple[int, ...]], spill_to: Path | None = None,
-                map_tables: Callable = map) -> Marked:
-    """Number the rows, give rows of tables without a person column the child of the
-    row they belong to, mark exact copies, and, in a run of several `passes`, write the
-    rows of each large table to `spill_to`, a file per pass of shards.
+                map_tables: Callable = map, keep: dict[str, np.ndarray] | None = None
+                ) -> Marked:
+    """Number the rows to build, give rows of tables without a person column the child
+    of the row they belong to, mark exact copies, and, in a run of several `passes`,
+    write the rows of each large table to `spill_to`, a file per pass of shards.
 
-    `children_of_rows` is each row's child as `transforms.fingerprint.row_children`
-    finds it (an assessment factor belongs to the child of its assessment; a parent key
-    held by rows of two children names none); `known` the ids of the whole source
-    (`known_ids`). `map_tables` runs the tables; pass a thread pool's `map` to run them
-    side by side. Once this returns, `raw` need not be held: what a pass needs is in
-    the result or on disk.
+    Each table is gone through a part at a time (`transforms.parts`), so that a large
+    source read is never held whole. `keep` says, by table, which rows of the read to
+    build (all, if None: the others are those of children taken from the published
+    output); `children_of_rows` is each row's child as
+    `transforms.fingerprint.row_children` finds it (an assessment factor belongs to the
+    child of its assessment; a parent key held by rows of two children names none);
+    `known` the ids of the whole source (`known_ids`). `map_tables` runs the tables;
+    pass a thread pool's `map` to run them side by side. Once this returns, `read` need
+    not be held: what a pass needs is in the result or on disk.
     """
     if len(passes) > 1 and spill_to is None:
         raise ValueError("a run in several passes needs a folder for their rows")
-
-    def mark(name: str) -> tuple[pa.Table | None, list[Path], pd.DataFrame,
-                                 pd.DataFrame | None]:
-        table, child = _integers_as_text(raw[name]), children_of_rows[name]
-        table = table.append_column("_row", pa.array(np.arange(table.num_rows,
-                                                                dtype="int64")))
-        named = _named(child)
-        if TABLES_BY_NAME[name].owner is not None:
-            table = table.append_column(OWNER_PERSON, named.dictionary_decode())
-        copies, rejects = _key_copies(TABLES_BY_NAME[name], table)
-        table = table.append_column(KEY_COPIES, pa.array(copies[KEY_COPIES])).append_column(
-            REJECTED, pa.array(copies[REJECTED]))
-        born = _births(table) if name == PERSON_TABLE else None
-        if len(passes) == 1 or table.num_rows <= WHOLE_TABLE_ROWS:
-            return table, [], rejects, born
-        shard = _row_shards(named, shards)
-        files = [spill_to / f"pass-{number}" / f"{name}.arrow" for number in range(len(passes))]
-        for path, of_pass in zip(files, passes, strict=True):
-            _write(table.filter(pa.array(np.isin(shard, of_pass))), path)
-        return None, files, rejects, born
-
-    if PERSON_TABLE not in raw:
+    if PERSON_TABLE not in read:
         raise ValueError(f"the source read has no {PERSON_TABLE} table: every child's "
                          "birth date comes from it")
-    marked = dict(zip(raw, map_tables(mark, raw), strict=True))
+
+    def kept(name: str) -> np.ndarray | None:
+        return None if keep is None else keep[name]
+
+    def mark(name: str) -> tuple[pa.Table | None, list[Path], Copies, pd.DataFrame, int]:
+        spec, child, rows_kept = TABLES_BY_NAME[name], children_of_rows[name], kept(name)
+        shared = _shared_keys(spec, read, rows_kept)
+        built = read.rows(name) if rows_kept is None else int(rows_kept.sum())
+        spill = len(passes) > 1 and built > WHOLE_TABLE_ROWS
+        files = [spill_to / f"pass-{number}" / f"{name}.arrow"
+                 for number in range(len(passes))] if spill else []
+        with ExitStack() as writers:
+            opened: list[pa.ipc.RecordBatchFileWriter] = []
+            held, shared_rows, offset = [], [], 0
+            for number, start in enumerate(read.starts(name)):
+                length = read.part_rows[name][number]
+                part = _integers_as_text(read.part(name, number))
+                part_child = child.slice(start, length)
+                if rows_kept is not None:
+                    mask = pa.array(rows_kept[start:start + length])
+                    part, part_child = part.filter(mask), part_child.filter(mask)
+                part = part.append_column("_row", pa.array(
+                    np.arange(offset, offset + part.num_rows, dtype="int64")))
+                named = _named(part_child)
+                if spec.owner is not None:
+                    part = part.append_column(OWNER_PERSON, named.dictionary_decode())
+                mine = shared[(shared >= offset) & (shared < offset + part.num_rows)]
+                if len(mine):
+                    shared_rows.append(part.take(pa.array(mine - offset)))
+                offset += part.num_rows
+                if not spill:
+                    held.append(part)
+                    continue
+                if not opened:
+                    opened = [writers.enter_context(_writer(path, part.schema))
+                              for path in files]
+                shard = _row_shards(named, shards)
+                for writer, of_pass in zip(opened, passes, strict=True):
+                    writer.write_table(part.filter(pa.array(np.isin(shard, of_pass))))
+        copies, rejects = _copies(spec, shared, shared_rows)
+        # A table has at least one part (`transforms.parts`), if only an empty one.
+        whole = None if spill else copies.columns(pa.concat_tables(held))
+        return whole, files, copies, rejects, built
+
+    marked = dict(zip(read, map_tables(mark, read), strict=True))
     return Marked(
         passes=passes,
-        whole={name: table for name, (table, _, _, _) in marked.items() if table is not None},
-        spilled=[{name: files[number] for name, (_, files, _, _) in marked.items() if files}
+        whole={name: table for name, (table, *_) in marked.items() if table is not None},
+        spilled=[{name: files[number] for name, (_, files, *_) in marked.items() if files}
                  for number in range(len(passes))],
-        rejects=concat_rejects([rejects for _, _, rejects, _ in marked.values()]),
-        known=known, births=marked[PERSON_TABLE][3],
+        copies={name: copies for name, (_, files, copies, *_) in marked.items() if files},
+        rejects=concat_rejects([rejects for *_, rejects, _ in marked.values()]),
+        rows={name: built for name, (*_, built) in marked.items()},
+        known=known, births=_births(read, kept(PERSON_TABLE), marked[PERSON_TABLE][2]),
         folder=spill_to if len(passes) > 1 else None)
 
 
@@ -172,20 +232,27 @@ def _integers_as_text(table: pa.Table) -> pa.Table:
     return table
 
 
-def _births(person: pa.Table) -> pd.DataFrame:
+def _births(read: SourceRead, keep: np.ndarray | None, copies: Copies) -> pd.DataFrame:
     """Every child's date of birth (`transforms.conform.births`), from the columns it
-    needs of the whole person table: the id and every date (a row with a date that
-    cannot be read is rejected, and gives no birth)."""
+    needs of the person rows built: the id and every date (a row with a date that
+    cannot be read is rejected, and gives no birth), and which rows are exact copies."""
     table = TABLES_BY_NAME[PERSON_TABLE]
+    person = _integers_as_text(read.columns(PERSON_TABLE, [PERSON_ID, *table.dates]))
+    if keep is not None:
+        person = person.filter(pa.array(keep))
+    person = copies.columns(person.append_column("_row", pa.array(
+        np.arange(person.num_rows, dtype="int64"))))
     return births(conform_table(table, person.select(
         [PERSON_ID, *table.dates, REJECTED]).to_pandas(date_as_object=False)).frame)
 
 
-def _write(table: pa.Table, path: Path) -> None:
-    """`table` as an Arrow file: read back memory-mapped, without a copy or decoding."""
+@contextmanager
+def _writer(path: Path, schema: pa.Schema) -> Iterator[pa.ipc.RecordBatchFileWriter]:
+    """An Arrow file of a pass's rows: read back memory-mapped, without a copy or
+    decoding."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        yield writer
 
 
 def _named(child: pa.DictionaryArray) -> pa.DictionaryArray:
@@ -203,24 +270,29 @@ def _row_shards(child: pa.DictionaryArray, shards: int) -> np.ndarray:
         child.indices.to_numpy(zero_copy_only=False)]
 
 
-def _key_copies(table: SourceTable, rows: pa.Table) -> tuple[dict[str, np.ndarray],
-                                                              pd.DataFrame]:
-    """`transforms.conform.mark_exact_copies` of a whole table, where only the few rows
-    whose key another row holds too are made pandas: every other row is its key's
-    only copy."""
-    copies = {KEY_COPIES: np.ones(rows.num_rows, dtype="int64"),
-              REJECTED: np.zeros(rows.num_rows, dtype=bool)}
-    key = pc.dictionary_encode(rows[table.key]).combine_chunks()
-    indices = key.indices.to_numpy(zero_copy_only=False)
-    valid = ~pc.is_null(key.indices).to_numpy(zero_copy_only=False)
-    held = np.bincount(indices[valid].astype("int64"), minlength=len(key.dictionary))
-    shared = np.zeros(rows.num_rows, dtype=bool)
+def _shared_keys(table: SourceTable, read: SourceRead, keep: np.ndarray | None
+                 ) -> np.ndarray:
+    """The positions among the rows built of those whose key another of them holds
+    too, from the key column alone."""
+    key = read.columns(table.name, [table.key])[table.key]
+    if keep is not None:
+        key = key.filter(pa.array(keep))
+    encoded = pc.dictionary_encode(key).combine_chunks()
+    indices = encoded.indices.to_numpy(zero_copy_only=False)
+    valid = ~pc.is_null(encoded.indices).to_numpy(zero_copy_only=False)
+    held = np.bincount(indices[valid].astype("int64"), minlength=len(encoded.dictionary))
+    shared = np.zeros(len(key), dtype=bool)
     shared[valid] = held[indices[valid].astype("int64")] > 1
-    if not shared.any():
-        return copies, empty_rejects()
-    at = np.flatnonzero(shared)
-    result = mark_exact_copies(table, rows.take(pa.array(at)).to_pandas(
-        date_as_object=False))
-    for column in copies:
-        copies[column][at] = result.frame[column].to_numpy()
-    return copies, result.rejects
+    return np.flatnonzero(shared)
+
+
+def _copies(table: SourceTable, shared: np.ndarray, rows: list[pa.Table]
+            ) -> tuple[Copies, pd.DataFrame]:
+    """`transforms.conform.mark_exact_copies` of a whole table, where only the few rows
+    whose key another row holds too (`shared`, and their `rows`) are made pandas."""
+    if not len(shared):
+        return Copies(shared, np.ones(0, dtype="int64"), np.zeros(0, dtype=bool)), \
+            empty_rejects()
+    result = mark_exact_copies(table, pa.concat_tables(rows).to_pandas(date_as_object=False))
+    return Copies(shared, result.frame[KEY_COPIES].to_numpy(dtype="int64"),
+                  result.frame[REJECTED].to_numpy(dtype=bool)), result.rejects
