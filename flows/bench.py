@@ -56,11 +56,15 @@ class ProcessTreeMemory:
     """The most memory this process and the worker processes it started held at once:
     their resident sizes summed, sampled ten times a second while in a `with` block.
     The render workers are processes of their own, so this process's peak alone is not
-    what the machine must have."""
+    what the machine must have. `lap(stage)` ends a stage: `stage_peaks` holds the most
+    held during each, so that what grows with the number of children shows by stage."""
 
     def __init__(self, interval: float = 0.1) -> None:
         self.interval = interval
         self.peak_mb = 0.0
+        self.stage_peaks: dict[str, float] = {}
+        self._since_lap = 0.0
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._sampler = threading.Thread(target=self._sample, daemon=True)
 
@@ -72,9 +76,19 @@ class ProcessTreeMemory:
         self._stop.set()
         self._sampler.join()
 
+    def lap(self, stage: str) -> None:
+        now = process_tree_mb(os.getpid())
+        with self._lock:
+            self.stage_peaks[stage] = max(self.stage_peaks.get(stage, 0.0),
+                                          self._since_lap, now)
+            self._since_lap = now
+
     def _sample(self) -> None:
         while True:
-            self.peak_mb = max(self.peak_mb, process_tree_mb(os.getpid()))
+            now = process_tree_mb(os.getpid())
+            with self._lock:
+                self.peak_mb = max(self.peak_mb, now)
+                self._since_lap = max(self._since_lap, now)
             if self._stop.wait(self.interval):
                 return
 
@@ -147,8 +161,13 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
                                      Path(folder) / "source")
             rows = sum(read.rows(name) for name in read)
             extract_s = time.perf_counter() - started
-            lap = Laps()
-            stage_seconds = lap.seconds
+            memory.lap("extract")
+            laps = Laps()
+            stage_seconds = laps.seconds
+
+            def lap(stage: str) -> None:
+                laps(stage)
+                memory.lap(stage)
 
             marked = mark_source(read, row_children(read, TABLES_BY_NAME, pool.map),
                                  known_ids(read), shards, passes, Path(folder) / "passes",
@@ -187,6 +206,7 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
             site = render_site(Path(folder), shards, workers, rules, RunInfo(
                 run_id="bench", generated_at=datetime.now(UTC), as_of=AS_OF.normalize(),
                 rules_hash=rules.digest, marks_new=False))
+            memory.lap("render")
         peak_mb = _peak_mb()  # before the floor, which holds the source and outputs
 
         # Scoring and shaping alone: the run's events read back shard by shard and put
@@ -204,13 +224,17 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
             cpu[name] = cpu.get(name, 0.0) + seconds
     yield (f"source rows: {rows:,}; events: {events:,}; shards: {shards}, built in "
            f"{len(passes)} pass{'es' if len(passes) > 1 else ''}; workers: {workers}")
-    yield f"{'stage':<36}{'seconds':>9}{'rows/s':>14}"
-    stages = (("extract (read source)", extract_s),
-              ("prepare (children, keys, passes)", stage_seconds["prepare"]),
-              ("conform + validate + split tables", stage_seconds["validate_source"]),
-              ("per shard: stage, score, shape, write", stage_seconds["stage_score_shape"]))
-    for name, seconds in stages:
-        yield f"{name:<36}{seconds:>9.1f}{rows / seconds:>14,.0f}"
+    # Each stage's peak is of this process and its workers together, as `peak memory`.
+    yield f"{'stage':<36}{'seconds':>9}{'rows/s':>14}{'peak MB':>10}"
+    stages = (("extract (read source)", "extract", extract_s),
+              ("prepare (children, keys, passes)", "prepare", stage_seconds["prepare"]),
+              ("conform + validate + split tables", "validate_source",
+               stage_seconds["validate_source"]),
+              ("per shard: stage, score, shape, write", "stage_score_shape",
+               stage_seconds["stage_score_shape"]))
+    for name, stage, seconds in stages:
+        yield (f"{name:<36}{seconds:>9.1f}{rows / seconds:>14,.0f}"
+               f"{memory.stage_peaks[stage]:>10,.0f}")
     for name, seconds in cpu.items():
         yield f"  thread time in {name:<21}{seconds:>9.1f}"
     yield f"{'total':<36}{total:>9.1f}{rows / total:>14,.0f}"
@@ -235,7 +259,9 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
     table, entries = event_reconciliation(outcomes)
     yield f"{entries['entries']:,} entries; " + quality_line(
         quality_report(header, entries, table))
-    yield "rendering, from the run's Parquet: " + site_line(site.summary())
+    yield ("rendering, from the run's Parquet: " + site_line(site.summary())
+           + f"; peak memory while rendering {memory.stage_peaks['render']:,.0f} MB, this "
+           "process and its workers together")
 
 
 @dataclass(frozen=True)

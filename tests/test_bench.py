@@ -85,3 +85,15 @@ def test_the_memory_of_worker_processes_counts_with_their_parents():
     finally:
         worker.kill()
         worker.wait()
+
+
+def test_each_stage_s_peak_is_what_was_held_during_it_not_after():
+    with ProcessTreeMemory(interval=0.02) as memory:
+        time.sleep(0.1)
+        memory.lap("small")
+        held = bytearray(300 * 2**20)  # touched: every page resident
+        time.sleep(0.1)
+        memory.lap("large")
+        del held
+    assert memory.stage_peaks["large"] > memory.stage_peaks["small"] + 250
+    assert memory.peak_mb >= memory.stage_peaks["large"]
