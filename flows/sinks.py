@@ -18,6 +18,9 @@ from transforms.shards import shard_of
 CURRENT = "current"
 BUILT = "part-0.parquet"  # in each partition of a dataset, the rows the run built
 VERSIONS = "versions"
+# Rows of a row group in a partition of the events and chronology datasets: small
+# enough that a batch of a few thousand children reads little beyond its own rows.
+PARTITION_ROW_GROUP = 1 << 16
 # The run's tables, each with the order of its rows.
 ROW_ORDER = {
     "rejects.parquet": ["table", "source_row"],
@@ -35,14 +38,15 @@ def version_dir(out: Path, run_id: str) -> Path:
     return path
 
 
-def write_table(frame: pd.DataFrame, path: Path) -> None:
+def write_table(frame: pd.DataFrame, path: Path, **options) -> None:
+    """`frame` as a Parquet file; `options` go to `pyarrow.parquet.write_table`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(frame, preserve_index=False)
     if any(pa.types.is_list(field.type) for field in table.schema):
         # pandas records Arrow list columns under a dtype name it cannot read back, so
         # any reader's to_pandas() would fail: keep the plain Arrow schema instead.
         table = table.replace_schema_metadata(None)
-    pq.write_table(table, path)
+    pq.write_table(table, path, **options)
 
 
 def write_ordered(frame: pd.DataFrame, version: Path, name: str) -> None:
@@ -54,9 +58,15 @@ def write_ordered(frame: pd.DataFrame, version: Path, name: str) -> None:
 def write_partition(frame: pd.DataFrame, dataset: Path, shard: int) -> Path:
     """The rows a run built of one shard, as `<dataset>/shard=<n>/part-0.parquet`
     (hive-style partitions; rows carried over from the published output lie beside them,
-    `flows/carry.py`)."""
+    `flows/carry.py`), in child order and in row groups of `PARTITION_ROW_GROUP` rows.
+
+    A reader of some children (`of_children`) then reads only the row groups that hold
+    them: the pages are made a few thousand children at a time, each batch reading its
+    own rows, so that a worker's memory follows the batch, not the shard."""
+    if not frame["child_id"].is_monotonic_increasing:
+        frame = frame.sort_values("child_id", kind="stable", ignore_index=True)
     path = dataset / f"shard={shard}" / BUILT
-    write_table(frame, path)
+    write_table(frame, path, row_group_size=PARTITION_ROW_GROUP)
     return path
 
 
@@ -76,16 +86,10 @@ def read_partition(dataset: Path, shard: int, columns: list[str] | None = None,
                    children: list[str] | None = None, built: bool = False) -> pd.DataFrame:
     """One shard's rows of a dataset written by `write_partition` (of `children` only, if
     given; only those the run built, beside the rows it carried over, if `built`)."""
-    return as_frame(partition_table(dataset, shard, columns, children, built))
-
-
-def partition_table(dataset: Path, shard: int, columns: list[str] | None = None,
-                    children: list[str] | None = None, built: bool = False) -> pa.Table:
-    """`read_partition`'s rows as an Arrow table: several times smaller than the frame
-    while it waits to be used a few children at a time."""
     partition = dataset / f"shard={shard}"
-    return pq.read_table(partition / BUILT if built else partition, columns=columns,
-                         filters=None if children is None else of_children(children))
+    return as_frame(pq.read_table(
+        partition / BUILT if built else partition, columns=columns,
+        filters=None if children is None else of_children(children)))
 
 
 def as_frame(table: pa.Table) -> pd.DataFrame:
@@ -96,8 +100,15 @@ def as_frame(table: pa.Table) -> pd.DataFrame:
 
 
 def of_children(children: list[str]) -> pc.Expression:
-    """A Parquet read filter: the rows of these children."""
-    return pc.is_in(pc.field("child_id"), value_set=pa.array(children, pa.string()))
+    """A Parquet read filter: the rows of these children. Its bounds let a reader skip
+    the row groups that hold none of them, by their statistics (a set alone does not)."""
+    ids = pa.array(children, pa.string())
+    among = pc.is_in(pc.field("child_id"), value_set=ids)
+    if not children:
+        return among
+    bounds = pc.min_max(ids)
+    return ((pc.field("child_id") >= bounds["min"]) & (pc.field("child_id") <= bounds["max"])
+            & among)
 
 
 def link(old: Path | str, new: Path | str) -> None:

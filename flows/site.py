@@ -20,8 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from flows import sinks
@@ -141,28 +139,28 @@ def render_shard(version: Path, number: int, shards: int, rules: Rules, run: Run
     children = children.sort_values("child_id", ignore_index=True)
     if children.empty:  # nothing to remake here: the shard's data need not be read
         return np.array([], dtype=np.int64)
-    wanted = set(children["child_id"])
-    periods = periods[periods["child_id"].isin(wanted).to_numpy(dtype=bool)]
+    periods = periods[periods["child_id"].isin(set(children["child_id"])).to_numpy(
+        dtype=bool)]
     # Every shard writes its partitions, empty or not (`flows.steps`). When the shard
     # also holds children whose pages are not remade (`only`: those the run built), only
-    # the built rows are read, and of those only the children's.
-    some = None if only is None else sorted(wanted)
-    entries = sinks.partition_table(version / "chronology", number, children=some,
-                                    built=only is not None)
-    members = sinks.partition_table(version / "events", number, [*MEMBER_COLUMNS, "child_id"],
-                                    some, built=only is not None)
+    # the built rows are read.
+    built = only is not None
     folder = version / SITE / CHILDREN
     sizes = []
-    # A few children at a time, so that a worker's memory follows the batch, not the
-    # shard: their rows become pandas frames only while their pages are made.
+    # A few children at a time, each batch reading only its own rows (the partitions are
+    # in child order, `sinks.write_partition`), so that a worker's memory follows the
+    # batch, not the shard.
     for start in range(0, len(children), PAGES_AT_ONCE):
         batch = children.iloc[start:start + PAGES_AT_ONCE]
-        ids = pa.array(batch["child_id"].to_numpy(), pa.string())
+        ids = batch["child_id"].tolist()
+        entries = sinks.read_partition(version / "chronology", number, children=ids,
+                                       built=built)
+        members = sinks.read_partition(version / "events", number,
+                                       [*MEMBER_COLUMNS, "child_id"], ids, built=built)
         for page_id, html in child_pages(
-                sinks.as_frame(entries.filter(pc.is_in(entries["child_id"], ids))), batch,
+                entries, batch,
                 periods[periods["child_id"].isin(batch["child_id"]).to_numpy(dtype=bool)],
-                sinks.as_frame(members.filter(pc.is_in(members["child_id"], ids))), rules,
-                _templates(), run):
+                members, rules, _templates(), run):
             data = html.encode("utf-8")
             (folder / f"{page_id}.html").write_bytes(data)
             sizes.append(len(data))

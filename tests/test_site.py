@@ -43,3 +43,17 @@ def test_worker_processes_write_the_same_pages(examples_output, tmp_path, monkey
                                                            ).read_bytes(), path
     summary = here.summary()
     assert summary["pages"] == 4 and 0 < summary["median_page_bytes"] < 150 * 1024
+
+
+def test_pages_made_a_few_children_at_a_time_are_the_pages_made_at_once(
+        examples_output, tmp_path, monkeypatch):
+    # Each batch reads its own children's rows from the partitions.
+    render_site(_copy_without_site(examples_output, tmp_path / "once"), 2, 1, RULES, RUN)
+    monkeypatch.setattr(site_module, "PAGES_AT_ONCE", 1)
+    render_site(_copy_without_site(examples_output, tmp_path / "batches"), 2, 1, RULES, RUN)
+    made = sorted(p.relative_to(tmp_path / "once") for p in (tmp_path / "once" / "site")
+                  .rglob("*.html"))
+    assert len(made) == 5
+    for path in made:
+        assert (tmp_path / "once" / path).read_bytes() == (tmp_path / "batches" / path
+                                                           ).read_bytes(), path
