@@ -47,6 +47,19 @@ def test_copies_of_keys_are_counted_over_the_whole_table():
     assert marked.births["child_id"].tolist() == [f"P{i}" for i in range(40)]
 
 
+def test_keys_of_one_hash_are_told_apart_by_their_values(monkeypatch):
+    # Every key hashed alike: each row is checked, and only the keys really held twice
+    # count as shared.
+    right = _marked([(0, 1, 2, 3)]).whole["ssd_contacts"].to_pandas()
+    monkeypatch.setattr(pd.util, "hash_array",
+                        lambda values, **_: np.zeros(len(values), dtype="uint64"))
+    colliding = _marked([(0, 1, 2, 3)])
+    got = colliding.whole["ssd_contacts"].to_pandas()
+    for column in (conform.KEY_COPIES, conform.REJECTED, "_row"):
+        assert got[column].tolist() == right[column].tolist(), column
+    assert colliding.rejects["rule"].tolist() == ["conform.exact_copy"]
+
+
 def test_each_row_of_a_large_table_is_in_the_pass_of_its_childs_shard(tmp_path, monkeypatch):
     monkeypatch.setattr("transforms.prepare.WHOLE_TABLE_ROWS", 100)
     passes = [(0, 2), (1, 3)]
