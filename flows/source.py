@@ -327,9 +327,13 @@ def read_source_parts(url: URL, tables: Sequence[SourceTable],
     def read_part(job: int) -> PartWriter:
         table, part = jobs[job]
         writer = PartWriter(None if folder is None else folder / table.name, f"part-{job}")
-        for batch in _batches(url, select_sql(table, url.get_backend_name(), children,
-                                              part.rowids, layouts[table.name][1])):
-            writer.write(batch)
+        try:
+            for batch in _batches(url, select_sql(table, url.get_backend_name(), children,
+                                                  part.rowids, layouts[table.name][1])):
+                writer.write(batch)
+        except BaseException:
+            writer.abort()
+            raise
         writer.close()
         return writer
 
@@ -340,10 +344,15 @@ def read_source_parts(url: URL, tables: Sequence[SourceTable],
                  for job in sorted(range(len(jobs)), key=lambda job: -jobs[job][1].rows)}
         parts: dict[str, list] = {}
         rows: dict[str, list[int]] = {}
-        for job, (table, _) in enumerate(jobs):  # each table's parts in rowid order
-            written = reads[job].result()
-            parts.setdefault(table.name, []).extend(written.parts)
-            rows.setdefault(table.name, []).extend(written.part_rows)
+        try:
+            for job, (table, _) in enumerate(jobs):  # each table's parts in rowid order
+                written = reads[job].result()
+                parts.setdefault(table.name, []).extend(written.parts)
+                rows.setdefault(table.name, []).extend(written.part_rows)
+        except BaseException:
+            # One part failed: the run fails (or retries), so the rest need not be read.
+            pool.shutdown(cancel_futures=True)
+            raise
     return SourceRead(parts, rows, folder)
 
 

@@ -13,7 +13,7 @@ from flows.verdicts import Verdicts, combined_verdicts
 from tests.conftest import raw_frame, raw_tables
 from transforms import conform
 from transforms.fingerprint import row_children
-from transforms.parts import PART_ROWS, SourceRead
+from transforms.parts import PART_ROWS, PartWriter, SourceRead
 from transforms.prepare import mark_source
 from transforms.shards import by_unit, shard_of
 from transforms.ssd import TABLES_BY_NAME
@@ -58,6 +58,29 @@ def test_keys_of_one_hash_are_told_apart_by_their_values(monkeypatch):
     for column in (conform.KEY_COPIES, conform.REJECTED, "_row"):
         assert got[column].tolist() == right[column].tolist(), column
     assert colliding.rejects["rule"].tolist() == ["conform.exact_copy"]
+
+
+def test_tables_held_whole_do_not_point_into_the_read_s_files(tmp_path):
+    # The read's files are removed once the rows are marked (on a shared folder, a file
+    # still mapped cannot go): what the passes hold must be in memory of its own.
+    notes = [{"casn_case_note_id": f"N{i}", "casn_person_id": f"P{i % 40}",
+              "casn_note_text": "text " * 200} for i in range(100)]
+    tables = raw_tables({"ssd_person": PEOPLE, "ext_case_notes": notes})
+    parts, rows = {}, {}
+    for name, table in tables.items():
+        writer = PartWriter(tmp_path / name, "part")
+        writer.write(table)
+        writer.close()
+        parts[name], rows[name] = writer.parts, writer.part_rows
+    read = SourceRead(parts, rows, tmp_path)
+    children = row_children(read, TABLES_BY_NAME)
+    before = pa.total_allocated_bytes()
+    marked = mark_source(read, children, {}, 4, [(0, 1, 2, 3)])
+    held = marked.whole["ext_case_notes"]
+    # The notes' text alone is ~100 KB: a table mapped from the file allocates none of it.
+    assert pa.total_allocated_bytes() - before >= held["casn_note_text"].nbytes
+    read.discard()
+    assert held["casn_note_text"].to_pylist() == ["text " * 200] * 100
 
 
 def test_each_row_of_a_large_table_is_in_the_pass_of_its_childs_shard(tmp_path, monkeypatch):

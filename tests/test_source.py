@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from fixtures.generator import generate_database
+from flows import source as source_module
 from flows.source import (
     SourceSchemaError,
     present_tables,
@@ -63,6 +64,24 @@ def test_a_read_written_to_files_holds_what_a_read_in_memory_holds(database, tmp
             table.select([0])), name
     read.discard()
     assert not (tmp_path / "read").exists()
+
+
+def test_a_read_that_fails_midway_fails_with_its_own_error(database, tmp_path,
+                                                          monkeypatch):
+    # The error the connection gave, not one of closing the part files: the extract's
+    # retries are decided by it.
+    reading = source_module._batches
+    for batches_first in (0, 1):
+        def lost(url, sql, batches_first=batches_first):
+            batches = reading(url, sql)
+            for _ in range(batches_first):
+                yield next(batches)
+            raise OSError("connection lost")
+
+        monkeypatch.setattr(source_module, "_batches", lost)
+        for folder in (tmp_path / f"read-{batches_first}", None):
+            with pytest.raises(OSError, match="connection lost"):
+                read_source_parts(source_url(database), TABLES, folder=folder)
 
 
 def test_sqlite_values_arrive_as_text_whatever_type_sqlite_stored(tmp_path):

@@ -63,11 +63,15 @@ class SourceRead:
             total += rows
         return starts
 
-    def part(self, name: str, number: int) -> pa.Table:
-        """Part `number` of a table: memory-mapped if on disk, so that its pages are
-        read as they are used and let go with the table returned."""
+    def part(self, name: str, number: int, mapped: bool = True) -> pa.Table:
+        """Part `number` of a table. If on disk, memory-mapped, so that its pages are read
+        as they are used and let go with the table returned; or, not `mapped`, read into
+        memory: what must outlive the files (`discard`) must not point into them."""
         part = self.parts[name][number]
         if isinstance(part, Path):
+            if not mapped:
+                with pa.OSFile(str(part)) as file:
+                    return pa.ipc.open_file(file).read_all()
             return pa.ipc.open_file(pa.memory_map(str(part))).read_all()
         return part
 
@@ -79,12 +83,9 @@ class SourceRead:
                                  for number in range(len(self.parts[name]))])
 
     def table(self, name: str) -> pa.Table:
-        """A whole table, in memory."""
-        tables = [self.part(name, number) for number in range(len(self.parts[name]))]
-        if any(isinstance(part, Path) for part in self.parts[name]):
-            # A copy, so that the files can go.
-            return pa.concat_tables(tables).combine_chunks()
-        return pa.concat_tables(tables)
+        """A whole table, in memory (not pointing into the files)."""
+        return pa.concat_tables([self.part(name, number, mapped=False)
+                                 for number in range(len(self.parts[name]))])
 
     def schema(self, name: str) -> pa.Schema:
         return self.part(name, 0).schema
@@ -126,6 +127,13 @@ class PartWriter:
         it leaves one empty part, which tells the table's columns."""
         if self._rows or not self.part_rows:
             self._close_part()
+
+    def abort(self) -> None:
+        """Close the open file of a stream that failed (whoever reads the folder removes
+        it)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     def _close_part(self) -> None:
         if self.folder is None:

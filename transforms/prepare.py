@@ -180,7 +180,9 @@ def mark_source(read: SourceRead, children_of_rows: dict[str, pa.DictionaryArray
             held, shared_rows, offset = [], [], 0
             for number, start in enumerate(read.starts(name)):
                 length = read.part_rows[name][number]
-                part = _integers_as_text(read.part(name, number))
+                # A table held whole outlives the read's files: its parts are read into
+                # memory, not mapped.
+                part = _integers_as_text(read.part(name, number, mapped=spill))
                 part_child = child.slice(start, length)
                 if rows_kept is not None:
                     mask = pa.array(rows_kept[start:start + length])
