@@ -256,15 +256,17 @@ def _layout(url: URL, table: SourceTable) -> tuple[list[_Part], frozenset[str]]:
     import sqlite3
 
     with sqlite3.connect(f"file:{url.database}?mode=ro", uri=True) as connection:
-        highest = connection.execute(f'SELECT MAX(rowid) FROM "{table.name}"').fetchone()[0]
+        lowest, highest = connection.execute(
+            f'SELECT MIN(rowid), MAX(rowid) FROM "{table.name}"').fetchone()
         declared = {name.lower(): (kind or "").upper() for _, name, kind, *_ in
                     connection.execute(f'PRAGMA table_info("{table.name}")')}
     text = frozenset(c for c in table.columns if "INT" not in declared.get(c.lower(), "INT")
                      and any(word in declared[c.lower()] for word in ("CHAR", "CLOB", "TEXT")))
-    if not highest or highest <= PART_ROWS:
-        return [_Part(None, highest or 0)], text
+    if highest is None or highest - lowest < PART_ROWS:
+        return [_Part(None, 0 if highest is None else highest - lowest + 1)], text
+    # From the lowest rowid, which may be 0 or below (an INTEGER PRIMARY KEY is the rowid).
     return [_Part((low, low + PART_ROWS), min(PART_ROWS, highest - low))
-            for low in range(0, highest, PART_ROWS)], text
+            for low in range(lowest - 1, highest, PART_ROWS)], text
 
 
 def _refuse_shared_keys(url: URL, present: Sequence[SourceTable],

@@ -84,6 +84,21 @@ def test_a_read_that_fails_midway_fails_with_its_own_error(database, tmp_path,
                 read_source_parts(source_url(database), TABLES, folder=folder)
 
 
+def test_a_table_read_in_rowid_ranges_keeps_rows_of_rowid_zero_and_below(tmp_path,
+                                                                         monkeypatch):
+    path = tmp_path / "rowids.sqlite"
+    generate_database(path, children=30, seed=1, examples=False)
+    with sqlite3.connect(path) as connection:
+        for rowid in (-7, 0):
+            connection.execute("INSERT INTO ssd_person (rowid, pers_person_id, pers_dob) "
+                               f"VALUES ({rowid}, 'R{rowid}', '2015-01-01')")
+        rows = connection.execute("SELECT COUNT(*) FROM ssd_person").fetchone()[0]
+    monkeypatch.setattr("flows.source.PART_ROWS", 10)  # several ranges
+    person = read_source(source_url(path), TABLES)["ssd_person"]
+    assert person.num_rows == rows
+    assert {"R-7", "R0"} <= set(person.column("pers_person_id").to_pylist())
+
+
 def test_sqlite_values_arrive_as_text_whatever_type_sqlite_stored(tmp_path):
     # SQLite keeps a type per value: an id stored as an integer in one row and as text in
     # another must not break the Arrow reader.
