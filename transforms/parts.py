@@ -68,12 +68,7 @@ class SourceRead:
         as they are used and let go with the table returned; or, not `mapped`, read into
         memory: what must outlive the files (`discard`) must not point into them."""
         part = self.parts[name][number]
-        if isinstance(part, Path):
-            if not mapped:
-                with pa.OSFile(str(part)) as file:
-                    return pa.ipc.open_file(file).read_all()
-            return pa.ipc.open_file(pa.memory_map(str(part))).read_all()
-        return part
+        return read_arrow_file(part, mapped) if isinstance(part, Path) else part
 
     def columns(self, name: str, columns: Sequence[str]) -> pa.Table:
         """Some columns of a whole table (those it has of `columns`), without copying:
@@ -94,6 +89,15 @@ class SourceRead:
         """Remove the part files, once the run no longer needs them."""
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def read_arrow_file(path: Path, mapped: bool = True) -> pa.Table:
+    """An Arrow file's rows: memory-mapped (no copy, no decoding: its pages are read as
+    they are used), or, not `mapped`, read into memory of their own."""
+    if not mapped:
+        with pa.OSFile(str(path)) as file:
+            return pa.ipc.open_file(file).read_all()
+    return pa.ipc.open_file(pa.memory_map(str(path))).read_all()
 
 
 class PartWriter:

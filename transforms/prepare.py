@@ -32,7 +32,7 @@ from transforms.conform import (
     mark_exact_copies,
 )
 from transforms.fingerprint import UNNAMED
-from transforms.parts import SourceRead
+from transforms.parts import SourceRead, read_arrow_file
 from transforms.rejects import concat_rejects, empty_rejects
 from transforms.shards import shard_of
 from transforms.ssd import PERSON_ID, PERSON_TABLE, TABLES_BY_NAME, SourceTable
@@ -104,9 +104,8 @@ class Marked:
 
     def pass_tables(self, number: int) -> Prepared:
         """The large tables' rows of the children of pass `number`, as pandas frames."""
-        return self._prepared({name: self.copies[name].columns(
-            pa.ipc.open_file(pa.memory_map(str(path))).read_all())
-            for name, path in self.spilled[number].items()})
+        return self._prepared({name: self.copies[name].columns(read_arrow_file(path))
+                               for name, path in self.spilled[number].items()})
 
     def _prepared(self, tables: dict[str, pa.Table]) -> Prepared:
         return Prepared({name: table.to_pandas(date_as_object=False)
