@@ -256,8 +256,11 @@ def _layout(url: URL, table: SourceTable) -> tuple[list[_Part], frozenset[str]]:
     import sqlite3
 
     with sqlite3.connect(f"file:{url.database}?mode=ro", uri=True) as connection:
+        # Each in a query of its own: SQLite looks up a lone MIN or MAX of the rowid, but
+        # scans the whole table for the two together (1.6 s for 5.5 million case notes).
         lowest, highest = connection.execute(
-            f'SELECT MIN(rowid), MAX(rowid) FROM "{table.name}"').fetchone()
+            f'SELECT (SELECT MIN(rowid) FROM "{table.name}"), '
+            f'(SELECT MAX(rowid) FROM "{table.name}")').fetchone()
         declared = {name.lower(): (kind or "").upper() for _, name, kind, *_ in
                     connection.execute(f'PRAGMA table_info("{table.name}")')}
     text = frozenset(c for c in table.columns if "INT" not in declared.get(c.lower(), "INT")
