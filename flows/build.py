@@ -58,7 +58,7 @@ from flows.steps import (
     stage_and_write_unit,
     validate_table,
 )
-from flows.validation import SuiteRunner
+from flows.validation import SuiteRunner, import_in_background
 from transforms.fingerprint import SourceFacts, source_facts
 from transforms.pages import RunInfo
 from transforms.parts import SourceRead
@@ -283,6 +283,8 @@ def build_chronologies(
                         len(reuse.children), to_build)
             marked = None
             if carrying is None or to_build:
+                # The rows marked are validated next: GX is imported meanwhile.
+                import_in_background()
                 marked = mark_rows(read, of_rows, keep, known, shards, to_build, version,
                                    workers)
         finally:  # what a pass needs is in `marked`, or on disk
