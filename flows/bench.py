@@ -34,6 +34,7 @@ from flows.steps import (
     score_and_shape,
     stage_and_write_unit,
     validate_table,
+    what_lives_on_set_aside,
 )
 from flows.validation import SuiteRunner
 from transforms.fingerprint import row_children
@@ -185,14 +186,15 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
 
             # As in the flow, pass by pass, and each unit of shards is staged, validated,
             # scored, shaped and written by one worker.
-            tables, outcomes = build_in_passes(
-                marked, shards, children, validate,
-                lambda units, parts: list(pool.map(lambda item: stage_and_write_unit(
-                    item[0], item[1], AS_OF, runner, Path(folder), rules, "bench", shards),
-                    zip(units, parts, strict=True))), lap)
-            marked.discard()
-            del marked
-            give_back_freed_memory()  # as the flow does before rendering
+            with what_lives_on_set_aside():
+                tables, outcomes = build_in_passes(
+                    marked, shards, children, validate,
+                    lambda units, parts: list(pool.map(lambda item: stage_and_write_unit(
+                        item[0], item[1], AS_OF, runner, Path(folder), rules, "bench",
+                        shards), zip(units, parts, strict=True))), lap)
+                marked.discard()
+                del marked
+                give_back_freed_memory()  # as the flow does before rendering
             total = time.perf_counter() - started
             cpu_after = os.times()
 

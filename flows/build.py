@@ -57,8 +57,9 @@ from flows.steps import (
     give_back_freed_memory,
     stage_and_write_unit,
     validate_table,
+    what_lives_on_set_aside,
 )
-from flows.validation import SuiteRunner, import_in_background
+from flows.validation import SuiteRunner, great_expectations, import_in_background
 from transforms.fingerprint import SourceFacts, source_facts
 from transforms.pages import RunInfo
 from transforms.parts import SourceRead
@@ -315,14 +316,16 @@ def build_chronologies(
                     unit, part, data_as_of, runner, version, ruleset, run_id, Path(out),
                     shards) for unit, part in zip(units, parts, strict=True)]]
 
-            try:
-                tables, shard_outcomes = build_in_passes(marked, shards, to_build, validate,
-                                                         build, lap)
-            finally:  # a failed run's are not left to the next run to clean up
-                marked.discard()
-            made = Made.of(marked.rejects, tables, shard_outcomes)
-            del marked
-            give_back_freed_memory()  # before the render workers start beside this process
+            great_expectations()  # imported by now, or soon: set aside with the rest
+            with what_lives_on_set_aside():
+                try:
+                    tables, shard_outcomes = build_in_passes(marked, shards, to_build,
+                                                             validate, build, lap)
+                finally:  # a failed run's are not left to the next run to clean up
+                    marked.discard()
+                made = Made.of(marked.rejects, tables, shard_outcomes)
+                del marked
+                give_back_freed_memory()  # before the render workers start beside it
 
         rejects, findings, people, children_table = (made.rejects, made.findings, made.people,
                                                      made.children)
