@@ -59,7 +59,7 @@ from flows.steps import (
     validate_table,
     what_lives_on_set_aside,
 )
-from flows.validation import SuiteRunner, great_expectations, import_in_background
+from flows.validation import SuiteRunner
 from transforms.fingerprint import SourceFacts, source_facts
 from transforms.pages import RunInfo
 from transforms.parts import SourceRead
@@ -284,8 +284,6 @@ def build_chronologies(
                         len(reuse.children), to_build)
             marked = None
             if carrying is None or to_build:
-                # The rows marked are validated next: GX is imported meanwhile.
-                import_in_background()
                 marked = mark_rows(read, of_rows, keep, known, shards, to_build, version,
                                    workers)
         finally:  # what a pass needs is in `marked`, or on disk
@@ -316,7 +314,6 @@ def build_chronologies(
                     unit, part, data_as_of, runner, version, ruleset, run_id, Path(out),
                     shards) for unit, part in zip(units, parts, strict=True)]]
 
-            great_expectations()  # imported by now, or soon: set aside with the rest
             with what_lives_on_set_aside():
                 try:
                     tables, shard_outcomes = build_in_passes(marked, shards, to_build,

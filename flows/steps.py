@@ -235,8 +235,8 @@ def build_in_passes(marked: Marked, shards: int, children: int, validate: Valida
 @contextmanager
 def what_lives_on_set_aside() -> Iterator[None]:
     """Within, Python's full collections skip the objects alive on entry (after one
-    full collection): the modules imported, Great Expectations' 180,000 objects among
-    them, and the run's own state. `give_back_freed_memory` collects after each pass:
+    full collection): the modules imported (Prefect's and pandas' alone make 190,000)
+    and the run's own state. `give_back_freed_memory` collects after each pass:
     Prefect's futures hold each task's result in a reference cycle, ~300 MB a pass at
     100,000 children. Each of those collections went through every object of the
     process (0.25-0.35 s); within, only through those made since. On leaving, the

@@ -215,46 +215,6 @@ def _configurations_remembered():
         _CONFIGURATIONS.memo = None
 
 
-_IMPORT_LOCK = threading.Lock()
-
-
-def great_expectations():
-    """The `great_expectations` module, imported and adjusted for our runs once per
-    process. The import takes about 2 s of one core: it is only done by a run that
-    validates (`import_in_background` starts it early)."""
-    with _IMPORT_LOCK:
-        import great_expectations as gx
-        from great_expectations.data_context.types.base import ProgressBarsConfig
-        from great_expectations.execution_engine import pandas_execution_engine
-
-        # This GX module sets its own logger to INFO on import and announces every
-        # temporary docs folder it makes.
-        logging.getLogger(ProgressBarsConfig.__module__).setLevel(logging.WARNING)
-        # GX fingerprints every in-memory batch under this size (an md5 of pandas' row
-        # hashes) for a batch marker we never read; it was a quarter of all validation
-        # time. GX itself skips it above the threshold, so skipping it always is a path
-        # GX supports. tests/test_validation.py fails if GX drops the setting.
-        pandas_execution_engine.HASH_THRESHOLD = 0
-        with _PARSER_LOCK:
-            _serialise_parameter_parsing()
-            _remember_configurations()
-        return gx
-
-
-def import_in_background() -> None:
-    """Start importing GX on a thread of its own, for a run that will validate, while
-    it does other work first. Without it, the first thread to validate imports GX while
-    the others wait for the import. If the import fails here, it fails again, with its
-    error, where the run validates."""
-    def do_import() -> None:
-        try:
-            great_expectations()
-        except Exception:  # noqa: BLE001 - said by the run's own import, where it counts
-            pass
-
-    threading.Thread(target=do_import, name="import-gx", daemon=True).start()
-
-
 class SuiteRunner:
     """Runs suites against pandas frames in one ephemeral GX context.
 
@@ -273,9 +233,21 @@ class SuiteRunner:
     def _context(self):
         local = self._local
         if not hasattr(local, "context"):
-            gx = great_expectations()
+            import great_expectations as gx  # slow import (~4 s): only when validating
             from great_expectations.data_context.types.base import ProgressBarsConfig
+            from great_expectations.execution_engine import pandas_execution_engine
 
+            # This GX module sets its own logger to INFO on import and announces every
+            # temporary docs folder it makes.
+            logging.getLogger(ProgressBarsConfig.__module__).setLevel(logging.WARNING)
+            # GX fingerprints every in-memory batch under this size (an md5 of pandas' row
+            # hashes) for a batch marker we never read; it was a quarter of all validation
+            # time. GX itself skips it above the threshold, so skipping it always is a path
+            # GX supports. tests/test_validation.py fails if GX drops the setting.
+            pandas_execution_engine.HASH_THRESHOLD = 0
+            with _PARSER_LOCK:
+                _serialise_parameter_parsing()
+                _remember_configurations()
             local.gx = gx
             local.context = gx.get_context(mode="ephemeral")
             local.context.variables.progress_bars = ProgressBarsConfig(globally=False)

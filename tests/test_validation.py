@@ -301,51 +301,6 @@ def test_gx_still_lets_us_skip_its_batch_fingerprint(runner):
     assert pandas_execution_engine.HASH_THRESHOLD == 0
 
 
-BACKGROUND = """
-import threading
-from flows import validation
-
-validation.import_in_background()
-runners = [threading.Thread(target=validation.SuiteRunner().warm_up) for _ in range(2)]
-for thread in runners:
-    thread.start()
-for thread in runners:
-    thread.join()
-from great_expectations.core import suite_parameters
-from great_expectations.execution_engine import pandas_execution_engine
-assert pandas_execution_engine.HASH_THRESHOLD == 0
-assert suite_parameters.parse_suite_parameter._chronology_serialised
-"""
-
-NO_GX = """
-import sys, time
-sys.modules["great_expectations"] = None  # an import of it fails
-from flows import validation
-
-validation.import_in_background()
-time.sleep(0.5)
-try:
-    validation.SuiteRunner().warm_up()
-except ImportError:
-    print("failed where it validates")
-"""
-
-
-def test_gx_imported_in_the_background_is_set_up_for_every_thread():
-    # A fresh process: the import under way while two threads start validating.
-    result = subprocess.run([sys.executable, "-c", BACKGROUND], capture_output=True,
-                            text=True, cwd=Path(__file__).parents[1], timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-
-
-def test_a_background_import_that_fails_fails_again_where_the_run_validates():
-    result = subprocess.run([sys.executable, "-c", NO_GX], capture_output=True, text=True,
-                            cwd=Path(__file__).parents[1], timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "failed where it validates"
-    assert "Traceback" not in result.stderr  # the thread's failure is not told twice
-
-
 RACE = """
 import threading
 from concurrent.futures import ThreadPoolExecutor
