@@ -90,7 +90,6 @@ class Marked:
     spilled: list[dict[str, Path]]  # per pass, the file of each large table's rows
     copies: dict[str, Copies]  # of the large tables
     rejects: pd.DataFrame  # the exact copies
-    rows: dict[str, int]  # the rows built, by table
     known: dict[tuple[str, str], pa.Array]
     births: pd.DataFrame  # every child's date of birth
     folder: Path | None = None  # where the files of the passes are
@@ -167,7 +166,7 @@ def mark_source(read: SourceRead, children_of_rows: dict[str, pa.DictionaryArray
     def kept(name: str) -> np.ndarray | None:
         return None if keep is None else keep[name]
 
-    def mark(name: str) -> tuple[pa.Table | None, list[Path], Copies, pd.DataFrame, int]:
+    def mark(name: str) -> tuple[pa.Table | None, list[Path], Copies, pd.DataFrame]:
         spec, child, rows_kept = TABLES_BY_NAME[name], children_of_rows[name], kept(name)
         shared = _shared_keys(spec, read, rows_kept)
         built = read.rows(name) if rows_kept is None else int(rows_kept.sum())
@@ -207,7 +206,7 @@ def mark_source(read: SourceRead, children_of_rows: dict[str, pa.DictionaryArray
         copies, rejects = _copies(spec, shared, shared_rows)
         # A table has at least one part (`transforms.parts`), if only an empty one.
         whole = None if spill else copies.columns(pa.concat_tables(held))
-        return whole, files, copies, rejects, built
+        return whole, files, copies, rejects
 
     marked = dict(zip(read, map_tables(mark, read), strict=True))
     return Marked(
@@ -216,8 +215,7 @@ def mark_source(read: SourceRead, children_of_rows: dict[str, pa.DictionaryArray
         spilled=[{name: files[number] for name, (_, files, *_) in marked.items() if files}
                  for number in range(len(passes))],
         copies={name: copies for name, (_, files, copies, *_) in marked.items() if files},
-        rejects=concat_rejects([rejects for *_, rejects, _ in marked.values()]),
-        rows={name: built for name, (*_, built) in marked.items()},
+        rejects=concat_rejects([rejects for *_, rejects in marked.values()]),
         known=known, births=_births(read, kept(PERSON_TABLE), marked[PERSON_TABLE][2]),
         folder=spill_to if len(passes) > 1 else None)
 
