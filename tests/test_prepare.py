@@ -11,7 +11,7 @@ import pytest
 from flows.steps import TableOutcome
 from flows.verdicts import Verdicts, combined_verdicts
 from tests.conftest import raw_frame, raw_tables
-from transforms import conform
+from transforms import conform, prepare
 from transforms.fingerprint import row_children
 from transforms.parts import PART_ROWS, PartWriter, SourceRead
 from transforms.prepare import mark_source
@@ -51,7 +51,7 @@ def test_keys_of_one_hash_are_told_apart_by_their_values(monkeypatch):
     # Every key hashed alike: each row is checked, and only the keys really held twice
     # count as shared.
     right = _marked([(0, 1, 2, 3)]).whole["ssd_contacts"].to_pandas()
-    monkeypatch.setattr(pd.util, "hash_array",
+    monkeypatch.setattr(prepare, "column_hashes",
                         lambda values, **_: np.zeros(len(values), dtype="uint64"))
     colliding = _marked([(0, 1, 2, 3)])
     got = colliding.whole["ssd_contacts"].to_pandas()

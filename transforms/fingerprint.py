@@ -317,15 +317,20 @@ def trimmed(values: pa.ChunkedArray | pa.Array) -> pa.Array:
     return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
 
 
+def held_twice(hashes: np.ndarray) -> np.ndarray:
+    """Which of these 64-bit hashes another position holds too. Sorted, not NumPy's
+    `unique` with counts: 0.4 s against 1.6 s for the 5.5 million case-note keys."""
+    ordered = np.sort(hashes)
+    twice = ordered[1:][ordered[1:] == ordered[:-1]]
+    return pd.Series(hashes, copy=False).isin(twice).to_numpy()
+
+
 def _repeated_keys(key: pa.ChunkedArray, key_hashes: np.ndarray, child: pa.ChunkedArray
                    ) -> tuple[np.ndarray, pa.Array]:
     """Which rows hold a key another row holds too, and the children holding a key that
     another child (or a row naming none: `UNNAMED`) holds. Equal hashes find the few
     candidates; their keys themselves settle it."""
-    ordered = np.sort(key_hashes)
-    twice = ordered[1:][ordered[1:] == ordered[:-1]]
-    candidate = (pd.Series(key_hashes, copy=False).isin(twice).to_numpy()
-                 & pc.is_valid(key).to_numpy(zero_copy_only=False))
+    candidate = held_twice(key_hashes) & pc.is_valid(key).to_numpy(zero_copy_only=False)
     if not candidate.any():
         return candidate, pa.array([], pa.string())
     rows = pd.DataFrame({"key": key.filter(pa.array(candidate)).to_pandas().astype("str"),

@@ -31,7 +31,7 @@ from transforms.conform import (
     existence_checks,
     mark_exact_copies,
 )
-from transforms.fingerprint import UNNAMED
+from transforms.fingerprint import UNNAMED, column_hashes, held_twice
 from transforms.parts import SourceRead, read_arrow_file
 from transforms.rejects import concat_rejects, empty_rejects
 from transforms.shards import shard_of
@@ -284,13 +284,11 @@ def _shared_keys(table: SourceTable, read: SourceRead, keep: np.ndarray | None
         key = read.part(table.name, number).column(table.key)
         if keep is not None:
             key = key.filter(pa.array(keep[start:start + len(key)]))
-        hashes.append(pd.util.hash_array(key.to_numpy(zero_copy_only=False),
-                                         categorize=False))
+        hashes.append(column_hashes(key, distinct=True))
         valid.append(pc.is_valid(key).to_numpy(zero_copy_only=False))
     hashes, valid = np.concatenate(hashes), np.concatenate(valid)
-    _, inverse, counts = np.unique(hashes[valid], return_inverse=True, return_counts=True)
     shared = np.zeros(len(hashes), dtype=bool)
-    shared[valid] = counts[inverse] > 1
+    shared[valid] = held_twice(hashes[valid])
     return np.flatnonzero(shared)
 
 
