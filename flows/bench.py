@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from fixtures.generator import DEMO_AS_OF
 from flows import sinks
-from flows.site import render_site, site_line
+from flows.site import peak_mb, render_site, site_line
 from flows.source import read_source, read_source_parts, source_url
 from flows.steps import (
     Laps,
@@ -50,7 +50,7 @@ AS_OF = pd.Timestamp(DEMO_AS_OF) + pd.Timedelta(days=1) - pd.Timedelta(seconds=1
 
 
 def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_mb() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class ProcessTreeMemory:
@@ -209,7 +209,7 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
                 run_id="bench", generated_at=datetime.now(UTC), as_of=AS_OF.normalize(),
                 rules_hash=rules.digest, marks_new=False))
             memory.lap("render")
-        peak_mb = _peak_mb()  # before the floor, which holds the source and outputs
+        own_peak_mb = _peak_mb()  # before the floor, which holds the source and outputs
 
         # Scoring and shaping alone: the run's events read back shard by shard and put
         # through the same code, so their time is not mixed with staging's.
@@ -246,7 +246,7 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
            f"system {cpu_after.system - cpu_before.system:.1f} s")
     yield (f"peak memory: {memory.peak_mb:,.0f} MB for this process and its render workers "
            f"together (their resident sizes summed); this process alone (max RSS) "
-           f"{peak_mb:,.0f} MB")
+           f"{own_peak_mb:,.0f} MB")
     yield (f"I/O floor: reading the source {floor.read:.1f} s + writing the outputs' "
            f"{floor.files} Parquet files ({floor.bytes / 2**20:,.0f} MB) {floor.write:.1f} s "
            f"= {floor.total:.1f} s; the build without pages took {total:.1f} s = "

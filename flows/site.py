@@ -177,11 +177,15 @@ def _of_shard(ids: pd.Series, only: frozenset[str] | None, shards: int, number: 
 
 def _render_shard_job(job: tuple) -> tuple[np.ndarray, float | None]:
     """One shard in a worker process: its page sizes, and the process's peak memory."""
-    return render_shard(*job), _peak_mb()
+    return render_shard(*job), peak_mb()
 
 
-def _peak_mb() -> float | None:
-    # VmHWM, not getrusage: a spawned worker's ru_maxrss starts at its parent's size.
+def peak_mb() -> float | None:
+    """This process's peak resident memory, in MB (None where /proc is not there).
+
+    VmHWM, not getrusage: a process started by spawn (a render worker, a benchmark's
+    run) inherits its parent's ru_maxrss across exec, so it reads as at least the
+    parent's peak."""
     try:
         status = Path("/proc/self/status").read_text()
     except OSError:  # not Linux

@@ -11,11 +11,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from fixtures.generator import generate_database
-from flows.bench import ProcessTreeMemory, _in_own_process, io_floor, process_tree_mb
+from flows.bench import ProcessTreeMemory, _in_own_process, _peak_mb, io_floor, process_tree_mb
 
 
 def _sends_a_large_result(options: dict, api_url: str, results) -> None:
     results.send({"rows": list(range(options["rows"]))})
+
+
+def _sends_its_peak_memory(options: dict, api_url: str, results) -> None:
+    results.send({"peak_mb": _peak_mb()})
 
 
 def _ends_without_a_result(options: dict, api_url: str, results) -> None:
@@ -32,6 +36,17 @@ def test_a_run_s_result_comes_back_whole():
     # Far larger than a pipe's buffer: the run's process must not wait on a full pipe.
     result = _in_own_process({"rows": 200_000}, "unused", _sends_a_large_result)
     assert result["rows"] == list(range(200_000))
+
+
+def test_a_run_reports_its_own_peak_memory_not_its_parent_s():
+    # A spawned process inherits its parent's ru_maxrss across exec: a rerun measured after
+    # the benchmark generated its database in-process read as large as the generator.
+    held = bytearray(600 * 2**20)  # zero pages are not resident until written
+    held[::4096] = b"x" * len(held[::4096])
+    assert _peak_mb() > 600
+    result = _in_own_process({}, "unused", _sends_its_peak_memory)
+    del held
+    assert 0 < result["peak_mb"] < 400
 
 
 def test_a_run_that_ends_without_a_result_is_reported_not_waited_for():
