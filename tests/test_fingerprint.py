@@ -138,6 +138,19 @@ def test_rows_without_a_person_column_belong_to_their_parents_child():
     assert (_facts(_source(CONTACTS))["fingerprint"]["C2"] != base["fingerprint"]["C2"])
 
 
+def test_a_row_owned_through_a_padded_id_belongs_to_the_trimmed_child():
+    # CHAR columns come padded with spaces: the build trims ids and keys, so an
+    # assessment naming " C2 " is C2's, and so are its factors, whichever side is padded.
+    raw = _source(CONTACTS, factors=[("F1", "A-C2"), ("F2", " A-C3\t"), ("F3", "A-C1")])
+    raw["ssd_cin_assessments"] = pa.table({
+        "cina_assessment_id": ["A-C1 ", "A-C2", "A-C3"],
+        "cina_person_id": ["C1", " C2 ", "C3"],
+        "cina_referral_id": pa.nulls(3, pa.string())})
+    children = row_children(SourceRead.in_memory(raw), TABLES_BY_NAME)
+    assert children["ssd_assessment_factors"].to_pylist() == ["C2", "C3", "C1"]
+    assert set(_facts(raw).index) == {"C1", "C2", "C3"}
+
+
 def test_a_key_two_children_hold_marks_both_and_changes_when_it_is_no_longer_shared():
     shared = [*CONTACTS, ("K1", "C3", "2025-05-05", "Police")]
     facts = _facts(_source(shared))

@@ -404,8 +404,8 @@ def row_children(read: SourceRead, tables: dict[str, SourceTable],
                  map_tables: Callable = map) -> dict[str, pa.DictionaryArray]:
     """The child of each row of each table read, as the build will find it: its person
     id (trimmed; blank is none), or for a table whose rows belong to a parent row
-    (assessment factors, CLA reviews), the child of that parent, where exactly one child
-    holds its key (`transforms.conform.owner_people`; the build's `_owner_person_id`,
+    (assessment factors, CLA reviews), the child of that parent (its key, person id and
+    the row's reference to it trimmed likewise), where exactly one child holds its key (`transforms.conform.owner_people`; the build's `_owner_person_id`,
     `transforms.prepare.mark_source`); `UNNAMED` for a row that names none.
     Dictionary-encoded: a table has far fewer children than rows, and what is asked of
     a row's child (is it taken, does it exist) is then asked once per child."""
@@ -419,10 +419,12 @@ def row_children(read: SourceRead, tables: dict[str, SourceTable],
         parent_spec = tables[spec.owner.table]
         if spec.owner.table not in read:
             return pa.nulls(read.rows(name), pa.string())
+        # Keys and ids trimmed, as the build judges them: CHAR columns come padded.
         parent = read.columns(spec.owner.table, [spec.owner.key, parent_spec.person])
+        parent = pa.table({column: trimmed(parent[column]) for column in parent.column_names})
         people = owner_people(parent.to_pandas(), parent_spec, spec.owner.key)
-        return pa.array(lookup(read.columns(name, [spec.owner.column])[spec.owner.column]
-                               .to_pandas(), people), pa.string())
+        owners = trimmed(read.columns(name, [spec.owner.column])[spec.owner.column])
+        return pa.array(lookup(owners.to_pandas(), people), pa.string())
 
     return dict(zip(read, map_tables(children_of, read), strict=True))
 
