@@ -40,6 +40,7 @@ from flows.incremental import (
     code_digest,
     nothing_reused,
     plan_reuse,
+    requested_children,
     rows_to_build,
     stamps,
 )
@@ -233,6 +234,7 @@ def build_chronologies(
     started = datetime.now(UTC)
     run_id = started.strftime("%Y%m%dT%H%M%SZ") + "-" + token_hex(3)
     as_of_date = pd.Timestamp(as_of or started.date().isoformat()).normalize()
+    children = requested_children(children)  # the deployment's parameter, as the CLI's
     check_choice(children, full, since)
     code = code_digest()  # what the next run compares its own with
     try:

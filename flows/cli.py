@@ -39,12 +39,12 @@ def _quiet_prefect() -> None:
 
 
 def _children(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    ids = [part.strip() for part in value.split(",") if part.strip()]
-    if not ids:
-        raise click.BadParameter("give at least one child id, e.g. --children P0000001,P0000002")
-    return ids
+    from flows.incremental import requested_children
+
+    try:
+        return requested_children(None if value is None else value.split(","))
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--children") from None
 
 
 @click.group()

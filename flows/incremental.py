@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,17 @@ def code_digest(root: Path = ROOT) -> str:
         except PackageNotFoundError:
             digest.update(f"{library} absent\0".encode())
     return digest.hexdigest()
+
+
+def requested_children(children: Iterable[str] | None) -> list[str] | None:
+    """The child ids a run was asked for, trimmed as the build reads ids (" P1" is P1),
+    each once, blanks left out; a ValueError if none is left."""
+    if children is None:
+        return None
+    ids = list(dict.fromkeys(child.strip() for child in children if child.strip()))
+    if not ids:
+        raise ValueError("give at least one child id, e.g. P0000001,P0000002")
+    return ids
 
 
 def check_choice(children: list[str] | None, full: bool, since: str | None) -> None:

@@ -106,6 +106,24 @@ def literal_events(*rows: dict, birth: str = "2012-01-01") -> pd.DataFrame:
 RUN_ID_COLUMNS = {"first_seen_run"}
 
 
+def pad_one_child(path: Path) -> str:
+    """Pad the ids and keys of one child's assessment (which has factors) and contacts
+    with whitespace, as CHAR columns and careless extracts give them; return the child."""
+    with sqlite3.connect(path) as connection:
+        ((child, assessment),) = connection.execute(
+            "SELECT cina_person_id, cina_assessment_id FROM ssd_cin_assessments WHERE "
+            "cina_assessment_id IN (SELECT cinf_assessment_id FROM ssd_assessment_factors) "
+            "LIMIT 1").fetchall()
+        connection.execute("UPDATE ssd_cin_assessments SET cina_person_id = ?, "
+                           "cina_assessment_id = ? WHERE cina_assessment_id = ?",
+                           (f" {child}   ", f"{assessment}\u00a0", assessment))
+        connection.execute("UPDATE ssd_assessment_factors SET cinf_assessment_id = ? "
+                           "WHERE cinf_assessment_id = ?", (f"\t{assessment}", assessment))
+        connection.execute("UPDATE ssd_contacts SET cont_person_id = ? WHERE "
+                           "cont_person_id = ?", (f"{child}\u3000\n", child))
+    return child
+
+
 def version_tables(version: Path) -> dict[str, pa.Table]:
     """Every Parquet table of a version, each partition of the datasets on its own."""
     found = {path.name: pq.read_table(path) for path in sorted(version.glob("*.parquet"))}

@@ -17,7 +17,7 @@ from flows import build as build_module
 from flows import site as site_module
 from flows.build import RunFailed, build_chronologies
 from flows.source import SourceSchemaError
-from tests.conftest import assert_same_outputs
+from tests.conftest import assert_same_outputs, pad_one_child
 from transforms import prepare as prepare_module
 from transforms import shards as shards_module
 from transforms.rules import DEFAULT_RULES, load_rules
@@ -280,6 +280,29 @@ def test_rebuilding_some_children_changes_only_theirs_and_publishes(generated, r
     assert "Renamed" in (new / "site" / "index.html").read_text()
     assert (len(pd.read_parquet(new / "children.parquet"))
             == len(pd.read_parquet(old / "children.parquet")))
+
+
+def test_a_run_for_a_child_whose_ids_are_padded_takes_what_a_full_run_gives_it(tmp_path):
+    # CHAR columns come padded: " P1 " is P1, in a run for P1 as in a run for everyone.
+    source = tmp_path / "padded.sqlite"
+    generate_database(source, children=30, seed=3, bad_rate=0)
+    child = pad_one_child(source)
+    whole = build_chronologies(source=str(source), out=str(tmp_path / "out"), shards=2,
+                               as_of=AS_OF)
+    some = build_chronologies(source=str(source), out=str(tmp_path / "out"), shards=2,
+                              as_of=AS_OF, children=[f" {child}\t"])
+    assert some["children_requested"] == [child] and some["children"] == 1
+    rows = {}
+    for manifest in (whole, some):
+        events = ds.dataset(Path(manifest["version"]) / "events", partitioning="hive"
+                            ).to_table(filter=ds.field("child_id") == child).to_pandas()
+        rejects = pd.read_parquet(Path(manifest["version"]) / "rejects.parquet")
+        rows[manifest["run_id"]] = (
+            sorted(zip(events["source_table"], events["source_id"], strict=True)),
+            sorted(rejects.loc[rejects["child_id"] == child, "record_id"]))
+    assert rows[some["run_id"]] == rows[whole["run_id"]]
+    tables = {table for table, _ in rows[whole["run_id"]][0]}
+    assert {"ssd_cin_assessments", "ssd_assessment_factors", "ssd_contacts"} <= tables
 
 
 def test_asking_only_for_unknown_children_fails(generated, tmp_path):

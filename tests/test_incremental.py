@@ -11,10 +11,13 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
+from click.testing import CliRunner
 
 from fixtures.generator import generate_database
 from flows import sinks
 from flows.build import RunFailed, build_chronologies
+from flows.cli import main
+from flows.incremental import requested_children
 
 AS_OF = "2026-03-31"
 LATER = "2026-05-15"  # past some birthdays and history cut-offs; plans still open
@@ -216,6 +219,23 @@ def test_an_output_from_before_fingerprints_is_rebuilt_not_patched(source, tmp_p
     again = build_chronologies(source=str(source), out=str(out), shards=3, as_of=AS_OF)
     assert set(again["rebuilt_because"]) == {"published output has no fingerprints"}
     assert again["published"] and again["carried_over"] is None
+
+
+def test_children_asked_for_are_trimmed_once_each_and_blank_is_refused(tmp_path):
+    assert requested_children(None) is None
+    assert requested_children([" P1", "P2\t", "P1", "", "\u00a0P3\u3000"]) == \
+        ["P1", "P2", "P3"]
+    with pytest.raises(ValueError, match="give at least one child id"):
+        requested_children([" ", ""])
+    # The command line and the deployment's parameter say the same.
+    result = CliRunner().invoke(main, ["build", "--source", str(tmp_path / "none.sqlite"),
+                                       "--out", str(tmp_path / "out"), "--children", " , "])
+    assert result.exit_code == 2
+    assert "Invalid value for --children: give at least one child id" in result.output
+    with pytest.raises(ValueError, match="give at least one child id"):
+        build_chronologies(source=str(tmp_path / "none.sqlite"), out=str(tmp_path / "out"),
+                           children=["  "])
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_run_for_some_children_refuses_full_and_since(source, tmp_path):

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from fixtures.generator import generate_database
 from flows import source as source_module
 from flows.source import (
+    WHITESPACE,
     SourceSchemaError,
     present_tables,
     read_source,
@@ -22,7 +23,8 @@ from flows.source import (
     select_sql,
     source_url,
 )
-from transforms.fingerprint import source_facts
+from tests.conftest import pad_one_child
+from transforms.fingerprint import row_children, source_facts, trimmed
 from transforms.parts import SourceRead
 from transforms.prepare import known_ids
 from transforms.ssd import TABLES, TABLES_BY_NAME
@@ -152,6 +154,52 @@ def test_reads_only_the_children_asked_for(database):
     factors = raw["ssd_assessment_factors"].column("cinf_assessment_id").to_pylist()
     assessments = raw["ssd_cin_assessments"].column("cina_assessment_id").to_pylist()
     assert set(factors) <= set(assessments)
+
+
+def _keys_of(raw: dict[str, pa.Table], child: str) -> dict[str, list[str]]:
+    """The keys of the rows a full run gives `child`, by table (as its build finds
+    each row's child: ids and keys trimmed)."""
+    of_rows = row_children(SourceRead.in_memory(raw), TABLES_BY_NAME)
+    found = {}
+    for name, table in raw.items():
+        mine = pa.array([value == child for value in
+                         of_rows[name].dictionary_decode().to_pylist()], pa.bool_())
+        found[name] = sorted(trimmed(table.filter(mine)[TABLES_BY_NAME[name].key])
+                             .to_pylist())
+    return found
+
+
+def test_a_read_of_some_children_takes_their_rows_with_padded_ids_and_keys(database,
+                                                                           tmp_path):
+    path = tmp_path / "padded.sqlite"
+    path.write_bytes(database.read_bytes())
+    child = pad_one_child(path)
+    whole = _keys_of(read_source(source_url(path), TABLES), child)
+    assert whole["ssd_assessment_factors"] and whole["ssd_contacts"]
+    assert _keys_of(read_source(source_url(path), TABLES, [child]), child) == whole
+
+
+def test_the_whitespace_trimmed_in_sql_is_what_python_and_arrow_trim():
+    every = [chr(point) for point in range(0x110000) if not 0xD800 <= point < 0xE000]
+    assert sorted(WHITESPACE) == [c for c in every if c.isspace()]
+    trimmed_away = pa.compute.utf8_trim_whitespace(pa.array([f"x{c}" for c in every]))
+    assert sorted(WHITESPACE) == [c for c, t in zip(every, trimmed_away.to_pylist(),
+                                                    strict=True) if t == "x"]
+
+
+def test_reading_some_children_refuses_a_key_held_padded_by_another_child(tmp_path):
+    path = tmp_path / "padded-shared.sqlite"
+    generate_database(path, children=30, seed=3, bad_rate=0)
+    with sqlite3.connect(path) as connection:
+        ((one, contact),) = connection.execute(
+            "SELECT cont_person_id, cont_contact_id FROM ssd_contacts LIMIT 1").fetchall()
+        other = connection.execute("SELECT pers_person_id FROM ssd_person WHERE "
+                                   "pers_person_id != ? LIMIT 1", (one,)).fetchone()[0]
+        connection.execute("INSERT INTO ssd_contacts (cont_contact_id, cont_person_id) "
+                           "VALUES (?, ?)", (f"{contact}  ", other))
+    # The build trims keys: the two rows share one, and a full run rejects both.
+    with pytest.raises(SourceSchemaError, match="1 ssd_contacts key.* also held by"):
+        read_source(source_url(path), TABLES, [one])
 
 
 def test_reading_some_children_refuses_an_owner_key_another_child_shares(tmp_path):
@@ -287,6 +335,37 @@ def test_postgres_typed_columns_fingerprint_like_sqlite_text(postgres):
     assert facts["postgres"]["fingerprint"].is_unique
     pd.testing.assert_series_equal(facts["postgres"]["next_record"].sort_index(),
                                    facts["sqlite"]["next_record"].sort_index())
+
+
+@pytest.mark.postgres
+def test_postgres_reads_some_children_with_padded_ids_and_keys(postgres, tmp_path):
+    url, _ = postgres
+    path = tmp_path / "padded.sqlite"
+    generate_database(path, children=30, seed=3, bad_rate=0)
+    child = pad_one_child(path)
+    padded = read_source(source_url(path), TABLES)
+    schema = f"chronology_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(sa.make_url(POSTGRES_URL).set(drivername="postgresql+psycopg"))
+    import adbc_driver_postgresql.dbapi as driver
+
+    libpq = sa.make_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(False)
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        with driver.connect(libpq) as connection, connection.cursor() as cursor:
+            for name, table in padded.items():
+                cursor.adbc_ingest(name, _typed_for_postgres(table, name), mode="create",
+                                   db_schema_name=schema)
+            connection.commit()
+        there = sa.make_url(POSTGRES_URL).update_query_dict(
+            {"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+        whole = _keys_of(padded, child)
+        assert whole["ssd_assessment_factors"] and whole["ssd_contacts"]
+        assert _keys_of(read_source(source_url(there), TABLES, [child]), child) == whole
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 @pytest.mark.postgres
