@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -47,7 +49,30 @@ def _children(value: str | None) -> list[str] | None:
         raise click.BadParameter(str(error), param_hint="--children") from None
 
 
-@click.group()
+@contextmanager
+def _bad_input_exits_1() -> Iterator[None]:
+    try:
+        yield
+    except click.UsageError as error:  # an unknown option, a value that is not a date...
+        error.exit_code = 1
+        raise
+
+
+class _Commands(click.Group):
+    """Bad usage is bad input like any other: exit code 1 with click's message (click
+    says 2), so that 2 says only that chronology itself failed (README, "Command
+    line")."""
+
+    def make_context(self, *args, **kwargs) -> click.Context:
+        with _bad_input_exits_1():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context):
+        with _bad_input_exits_1():
+            return super().invoke(ctx)
+
+
+@click.group(cls=_Commands)
 def main() -> None:
     """Coherent chronologies of children's lives from social care case records."""
 

@@ -98,6 +98,6 @@ def test_a_dask_address_with_the_threads_runner_is_a_usage_error(source, tmp_pat
     result = CliRunner().invoke(main, ["build", "--source", str(source), "--out",
                                        str(tmp_path / "out"), "--runner", "threads",
                                        "--dask-address", "tcp://127.0.0.1:8786"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "address needs the dask runner" in result.output
     assert not (tmp_path / "out").exists()

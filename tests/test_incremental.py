@@ -230,11 +230,21 @@ def test_children_asked_for_are_trimmed_once_each_and_blank_is_refused(tmp_path)
     # The command line and the deployment's parameter say the same.
     result = CliRunner().invoke(main, ["build", "--source", str(tmp_path / "none.sqlite"),
                                        "--out", str(tmp_path / "out"), "--children", " , "])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "Invalid value for --children: give at least one child id" in result.output
     with pytest.raises(ValueError, match="give at least one child id"):
         build_chronologies(source=str(tmp_path / "none.sqlite"), out=str(tmp_path / "out"),
                            children=["  "])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("options", [["--no-such-option"], ["--shards", "0"],
+                                     ["--as-of", "yesterday"], ["--runner", "spark"]])
+def test_usage_errors_are_bad_input_exit_code_1_not_a_fault(options, tmp_path):
+    result = CliRunner().invoke(main, ["build", "--source", str(tmp_path / "none.sqlite"),
+                                       "--out", str(tmp_path / "out"), *options])
+    assert result.exit_code == 1, result.output
+    assert "Error" in result.output or "error" in result.output
     assert not (tmp_path / "out").exists()
 
 
