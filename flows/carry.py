@@ -432,16 +432,15 @@ def _small_dictionaries(files: list[Path]) -> list[str]:
 
 
 def _write_as(rows: pa.Table, path: Path, written_as: dict | None) -> None:
-    """Write `rows`; those read with dictionaries carry the metadata of the file they
-    came from (its Arrow schema, and pandas' own), so that they read back as that file
-    did, not as dictionaries. Statistics of the child id only: what readers filter on;
-    row groups as the run's own (`sinks.write_partition`)."""
+    """Write `rows` as the run writes its own (`sinks.partition_writing`); those read
+    with dictionaries carry the metadata of the file they came from (its Arrow schema,
+    and pandas' own), so that they read back as that file did, not as dictionaries."""
     if written_as is None:
-        pq.write_table(rows, path, write_statistics=["child_id"],
-                       row_group_size=sinks.PARTITION_ROW_GROUP)
+        pq.write_table(rows, path, row_group_size=sinks.PARTITION_ROW_GROUP,
+                       **sinks.partition_writing(rows.schema))
         return
     with pq.ParquetWriter(path, rows.schema, store_schema=False,
-                          write_statistics=["child_id"]) as writer:
+                          **sinks.partition_writing(rows.schema)) as writer:
         writer.write_table(rows, row_group_size=sinks.PARTITION_ROW_GROUP)
         writer.add_key_value_metadata(written_as)
 
@@ -466,7 +465,8 @@ def _settle_partitions(version: Path) -> None:
                 raise CarryError(f"{dataset} of the current output has columns this version "
                                  f"of chronology does not write ({error}): rebuild every "
                                  "child") from None
-            pq.write_table(rows, built, row_group_size=sinks.PARTITION_ROW_GROUP)
+            pq.write_table(rows, built, row_group_size=sinks.PARTITION_ROW_GROUP,
+                           **sinks.partition_writing(rows.schema))
 
 
 # Pages linked by one `ln`: far below the longest command line a system takes.

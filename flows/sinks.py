@@ -21,6 +21,10 @@ VERSIONS = "versions"
 # Rows of a row group in a partition of the events and chronology datasets: small
 # enough that a batch of a few thousand children reads little beyond its own rows.
 PARTITION_ROW_GROUP = 1 << 16
+# Columns of the events dataset that hold about one value a row: a dictionary would cost
+# the writer a hash of every value and save nothing (six partitions of the 100k demo:
+# 21% less processor time to write, files 13% smaller, without).
+PLAIN_COLUMNS = frozenset({"event_id", "source_id", "source_row"})
 # The run's tables, each with the order of its rows.
 ROW_ORDER = {
     "rejects.parquet": ["table", "source_row"],
@@ -38,21 +42,41 @@ def version_dir(out: Path, run_id: str) -> Path:
     return path
 
 
-def write_table(frame: pd.DataFrame, path: Path, **options) -> None:
-    """`frame` as a Parquet file; `options` go to `pyarrow.parquet.write_table`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def arrow_table(frame: pd.DataFrame) -> pa.Table:
+    """`frame` as Arrow, to be written as Parquet."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
     if any(pa.types.is_list(field.type) for field in table.schema):
         # pandas records Arrow list columns under a dtype name it cannot read back, so
         # any reader's to_pandas() would fail: keep the plain Arrow schema instead.
         table = table.replace_schema_metadata(None)
-    pq.write_table(table, path, **options)
+    return table
+
+
+def write_table(frame: pd.DataFrame, path: Path, **options) -> None:
+    """`frame` as a Parquet file; `options` go to `pyarrow.parquet.write_table`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(arrow_table(frame), path, **options)
 
 
 def write_ordered(frame: pd.DataFrame, version: Path, name: str) -> None:
     """One of the run's tables (`ROW_ORDER`), its rows in their order."""
     write_table(frame.sort_values(ROW_ORDER[name], kind="stable", ignore_index=True),
                 version / name)
+
+
+def partition_writing(schema: pa.Schema) -> dict:
+    """How a partition of the events or chronology dataset is written, by the run and by
+    the carry alike (options of `pyarrow.parquet.ParquetWriter`): statistics of the child
+    id only, which readers filter on (`of_children`), and a dictionary for every column
+    but `PLAIN_COLUMNS` (named by their Parquet paths: a list's values are a column of
+    their own)."""
+    def path(field: pa.Field) -> str:
+        nested = pa.types.is_list(field.type) or pa.types.is_large_list(field.type)
+        return f"{field.name}.list.element" if nested else field.name
+
+    return {"write_statistics": ["child_id"],
+            "use_dictionary": [path(field) for field in schema
+                               if field.name not in PLAIN_COLUMNS]}
 
 
 def write_partition(frame: pd.DataFrame, dataset: Path, shard: int) -> Path:
@@ -66,7 +90,10 @@ def write_partition(frame: pd.DataFrame, dataset: Path, shard: int) -> Path:
     if not frame["child_id"].is_monotonic_increasing:
         frame = frame.sort_values("child_id", kind="stable", ignore_index=True)
     path = dataset / f"shard={shard}" / BUILT
-    write_table(frame, path, row_group_size=PARTITION_ROW_GROUP)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = arrow_table(frame)
+    pq.write_table(table, path, row_group_size=PARTITION_ROW_GROUP,
+                   **partition_writing(table.schema))
     return path
 
 

@@ -80,9 +80,17 @@ def test_a_carried_partition_reads_back_as_the_published_one_did(tmp_path, lists
     sinks.write_partition(_partition_frame(children[:30], lists), tmp_path / "old", 0)
     (old / sinks.BUILT).rename(old / "carried-0.parquet")
     sinks.write_partition(_partition_frame(children[30:], lists), tmp_path / "old", 0)
-    assert _small_dictionaries(sorted(old.glob("*.parquet"))) == ["event_id", "event_type"]
+    # The event id has a value a row, and no dictionary (`sinks.PLAIN_COLUMNS`).
+    assert _small_dictionaries(sorted(old.glob("*.parquet"))) == ["event_type"]
     taken = Taken(taken=frozenset(children[::2]))
     _carry_partition(old, new, taken, losing=True)
+    # Written as the run writes its own partitions.
+    written = pq.read_metadata(new / "carried-0.parquet").row_group(0)
+    chunks = {written.column(i).path_in_schema: written.column(i)
+              for i in range(written.num_columns)}
+    assert not chunks["event_id"].has_dictionary_page
+    assert chunks["event_type"].has_dictionary_page
+    assert [path for path, chunk in chunks.items() if chunk.is_stats_set] == ["child_id"]
 
     published = pq.read_table(old)
     expected = published.filter(taken.arrow_rows(published["child_id"]))

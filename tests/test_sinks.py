@@ -32,3 +32,21 @@ def test_a_partition_is_written_in_child_order_and_read_for_some_children(tmp_pa
     fragment = next(ds.dataset(path, format="parquet").get_fragments())
     assert len(fragment.split_by_row_group(sinks.of_children(some))) == 1
     assert sinks.read_partition(tmp_path / "events", 3, children=[]).empty
+
+
+def test_a_partition_has_dictionaries_but_for_columns_of_a_value_a_row(tmp_path):
+    frame = pd.DataFrame({
+        "child_id": ["A", "A", "B"], "event_id": ["A-1", "A-2", "B-1"],
+        "source_row": [1, 2, 3], "event_type": ["contact", "contact", "referral"],
+        "reasons": pd.Series([["a"], [], ["a", "b"]], dtype="object")})
+    path = sinks.write_partition(frame, tmp_path / "events", 0)
+    group = pq.read_metadata(path).row_group(0)
+    chunks = {group.column(i).path_in_schema: group.column(i)
+              for i in range(group.num_columns)}
+    encoded = {path for path, chunk in chunks.items() if chunk.has_dictionary_page}
+    # A list's values are a column of their own, named by its Parquet path.
+    assert encoded == {"child_id", "event_type", "reasons.list.element"}
+    assert [path for path, chunk in chunks.items() if chunk.is_stats_set] == ["child_id"]
+    back = pd.read_parquet(path)
+    assert back["event_id"].tolist() == ["A-1", "A-2", "B-1"]
+    assert back["reasons"].map(list).tolist() == [["a"], [], ["a", "b"]]
