@@ -405,7 +405,8 @@ def row_children(read: SourceRead, tables: dict[str, SourceTable],
     """The child of each row of each table read, as the build will find it: its person
     id (trimmed; blank is none), or for a table whose rows belong to a parent row
     (assessment factors, CLA reviews), the child of that parent (its key, person id and
-    the row's reference to it trimmed likewise), where exactly one child holds its key (`transforms.conform.owner_people`; the build's `_owner_person_id`,
+    the row's reference to it trimmed likewise), where exactly one child holds its key
+    (`transforms.conform.owner_people`; the build's `_owner_person_id`,
     `transforms.prepare.mark_source`); `UNNAMED` for a row that names none.
     Dictionary-encoded: a table has far fewer children than rows, and what is asked of
     a row's child (is it taken, does it exist) is then asked once per child."""
