@@ -106,9 +106,10 @@ def literal_events(*rows: dict, birth: str = "2012-01-01") -> pd.DataFrame:
 RUN_ID_COLUMNS = {"first_seen_run"}
 
 
-def pad_one_child(path: Path) -> str:
-    """Pad the ids and keys of one child's assessment (which has factors) and contacts
-    with whitespace, as CHAR columns and careless extracts give them; return the child."""
+def pad_one_child(path: Path) -> tuple[str, str]:
+    """Pad the ids and keys of one child (its person row, an assessment which has
+    factors, its contacts) with whitespace, as CHAR columns and careless extracts give
+    them; return the child and the assessment, unpadded."""
     with sqlite3.connect(path) as connection:
         ((child, assessment),) = connection.execute(
             "SELECT cina_person_id, cina_assessment_id FROM ssd_cin_assessments WHERE "
@@ -121,7 +122,9 @@ def pad_one_child(path: Path) -> str:
                            "WHERE cinf_assessment_id = ?", (f"\t{assessment}", assessment))
         connection.execute("UPDATE ssd_contacts SET cont_person_id = ? WHERE "
                            "cont_person_id = ?", (f"{child}\u3000\n", child))
-    return child
+        connection.execute("UPDATE ssd_person SET pers_person_id = ? WHERE "
+                           "pers_person_id = ?", (f"{child} ", child))
+    return child, assessment
 
 
 def version_tables(version: Path) -> dict[str, pa.Table]:

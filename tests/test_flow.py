@@ -283,10 +283,11 @@ def test_rebuilding_some_children_changes_only_theirs_and_publishes(generated, r
 
 
 def test_a_run_for_a_child_whose_ids_are_padded_takes_what_a_full_run_gives_it(tmp_path):
-    # CHAR columns come padded: " P1 " is P1, in a run for P1 as in a run for everyone.
+    # CHAR columns come padded: " P1 " is P1, in a run for P1 as in a run for everyone,
+    # and nothing of P1's is rejected for it (the source has no bad rows).
     source = tmp_path / "padded.sqlite"
     generate_database(source, children=30, seed=3, bad_rate=0)
-    child = pad_one_child(source)
+    child, assessment = pad_one_child(source)
     whole = build_chronologies(source=str(source), out=str(tmp_path / "out"), shards=2,
                                as_of=AS_OF)
     some = build_chronologies(source=str(source), out=str(tmp_path / "out"), shards=2,
@@ -297,12 +298,16 @@ def test_a_run_for_a_child_whose_ids_are_padded_takes_what_a_full_run_gives_it(t
         events = ds.dataset(Path(manifest["version"]) / "events", partitioning="hive"
                             ).to_table(filter=ds.field("child_id") == child).to_pandas()
         rejects = pd.read_parquet(Path(manifest["version"]) / "rejects.parquet")
-        rows[manifest["run_id"]] = (
-            sorted(zip(events["source_table"], events["source_id"], strict=True)),
-            sorted(rejects.loc[rejects["child_id"] == child, "record_id"]))
+        assert not rejects["child_id"].isin([child, f"{child} ", f" {child}   "]).any()
+        assert not rejects["record_id"].str.contains(assessment, regex=False).any()
+        factors = events[(events["source_table"] == "ssd_assessment_factors")
+                         & (events["episode_id"] == assessment)]
+        assert len(factors), "the padded assessment's factors are the child's"
+        rows[manifest["run_id"]] = sorted(zip(events["source_table"], events["source_id"],
+                                              strict=True))
     assert rows[some["run_id"]] == rows[whole["run_id"]]
-    tables = {table for table, _ in rows[whole["run_id"]][0]}
-    assert {"ssd_cin_assessments", "ssd_assessment_factors", "ssd_contacts"} <= tables
+    assert {"ssd_person", "ssd_cin_assessments", "ssd_contacts"} <= {
+        table for table, _ in rows[whole["run_id"]]}
 
 
 def test_asking_only_for_unknown_children_fails(generated, tmp_path):

@@ -47,6 +47,21 @@ def test_copies_of_keys_are_counted_over_the_whole_table():
     assert marked.births["child_id"].tolist() == [f"P{i}" for i in range(40)]
 
 
+def test_a_key_held_padded_is_the_same_key():
+    # CHAR columns come padded: "C1  " is C1, held by two rows that differ.
+    contacts = [{"cont_contact_id": key, "cont_person_id": person,
+                 "cont_contact_date": "2015-01-01"}
+                for key, person in (("C1", "P1"), ("C1  ", "P2"), ("C2", "P1"),
+                                    ("\tC3", "P3"), ("C3\u00a0", "P3"), (" ", "P4"),
+                                    ("", "P4"))]
+    read = SourceRead.in_memory(raw_tables({"ssd_person": PEOPLE, "ssd_contacts": contacts}))
+    marked = mark_source(read, row_children(read, TABLES_BY_NAME), {}, 4, [(0, 1, 2, 3)])
+    got = marked.whole["ssd_contacts"].to_pandas()
+    # Blank keys are none: not held twice.
+    assert got[conform.KEY_COPIES].tolist() == [2, 2, 1, 2, 2, 1, 1]
+    assert not got[conform.REJECTED].any()  # they differ: none is a copy of another
+
+
 def test_keys_of_one_hash_are_told_apart_by_their_values(monkeypatch):
     # Every key hashed alike: each row is checked, and only the keys really held twice
     # count as shared.

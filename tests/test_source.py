@@ -173,7 +173,7 @@ def test_a_read_of_some_children_takes_their_rows_with_padded_ids_and_keys(datab
                                                                            tmp_path):
     path = tmp_path / "padded.sqlite"
     path.write_bytes(database.read_bytes())
-    child = pad_one_child(path)
+    child, _ = pad_one_child(path)
     whole = _keys_of(read_source(source_url(path), TABLES), child)
     assert whole["ssd_assessment_factors"] and whole["ssd_contacts"]
     assert _keys_of(read_source(source_url(path), TABLES, [child]), child) == whole
@@ -328,7 +328,7 @@ def test_postgres_reads_some_children_with_padded_ids_and_keys(postgres, tmp_pat
     url, _ = postgres
     path = tmp_path / "padded.sqlite"
     generate_database(path, children=30, seed=3, bad_rate=0)
-    child = pad_one_child(path)
+    child, _ = pad_one_child(path)
     padded = read_source(source_url(path), TABLES)
     schema = f"chronology_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(sa.make_url(POSTGRES_URL).set(drivername="postgresql+psycopg"))

@@ -146,9 +146,10 @@ def mark_exact_copies(table: SourceTable, frame: pd.DataFrame) -> Conformed:
 
     Identical rows say the same thing twice, so one is kept and the others are rejected.
     Rows that share a key but differ cannot be told apart: `_key_copies` lets the suite
-    reject all of them.
+    reject all of them. Keys are compared trimmed, blank being none, as the build reads
+    them: "K1" and "K1  " are one key.
     """
-    key = frame[table.key]
+    key = stripped(frame[table.key])
     shared = (key.duplicated(keep=False) & key.notna()).to_numpy()
     copies = np.zeros(len(frame), dtype=bool)
     counts = np.ones(len(frame), dtype="int64")
@@ -159,7 +160,7 @@ def mark_exact_copies(table: SourceTable, frame: pd.DataFrame) -> Conformed:
         is_copy = candidates.duplicated(subset=content, keep="first").to_numpy()
         copies[np.flatnonzero(shared)[is_copy]] = True
         # Counting only among the rows that share a key keeps this cheap on large tables.
-        differing = candidates[~is_copy][table.key]
+        differing = key[shared][~is_copy]
         counts[np.flatnonzero(shared)[~is_copy]] = differing.map(
             differing.value_counts()).to_numpy(dtype="int64")
         rejects = rejects_for(table.name, candidates[is_copy], table.key, table.child_column,

@@ -31,7 +31,7 @@ from transforms.conform import (
     existence_checks,
     mark_exact_copies,
 )
-from transforms.fingerprint import UNNAMED, column_hashes, held_twice
+from transforms.fingerprint import UNNAMED, column_hashes, held_twice, trimmed
 from transforms.parts import SourceRead, read_arrow_file
 from transforms.rejects import concat_rejects, empty_rejects
 from transforms.shards import shard_of
@@ -132,8 +132,9 @@ def known_ids(read: SourceRead) -> dict[tuple[str, str], pa.Array]:
     """
     wanted = {(target, key) for name in read
               for _, target, key in existence_checks(TABLES_BY_NAME[name])}
-    return {(target, key): pc.unique(pc.drop_null(read.columns(target, [key])[key])
-                                     .cast(pa.string()))
+    # Trimmed, blank being none, as the references looked up in them: a person id or key
+    # held padded (" P1 ", as CHAR columns come) is P1.
+    return {(target, key): pc.unique(pc.drop_null(trimmed(read.columns(target, [key])[key])))
             if target in read else pa.array([], pa.string())
             for target, key in sorted(wanted)}
 
@@ -281,7 +282,8 @@ def _shared_keys(table: SourceTable, read: SourceRead, keep: np.ndarray | None
     has a row checked for nothing."""
     hashes, valid = [], []
     for number, start in enumerate(read.starts(table.name)):
-        key = read.part(table.name, number).column(table.key)
+        # Trimmed, blank being none, as `mark_exact_copies` compares them.
+        key = trimmed(read.part(table.name, number).column(table.key))
         if keep is not None:
             key = key.filter(pa.array(keep[start:start + len(key)]))
         hashes.append(column_hashes(key, distinct=True))
