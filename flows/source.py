@@ -131,7 +131,7 @@ def _trimmed(column: str, dialect: str) -> str:
         text = f'TRIM("{column}", {_literal(WHITESPACE)})'
     elif dialect == "postgresql":
         text = f'BTRIM(CAST("{column}" AS TEXT), {_literal(WHITESPACE)})'
-    else:  # spaces, which is how CHAR pads, in any SQL dialect
+    else:  # spaces only, which is how CHAR pads, in any SQL dialect (docs/pipeline.md)
         text = f'LTRIM(RTRIM("{column}"))'
     return f"NULLIF({text}, '')"
 
@@ -328,9 +328,14 @@ def _refuse_shared_keys(url: URL, present: Sequence[SourceTable],
         return _read(url, f"SELECT COUNT(DISTINCT {trimmed_key}) AS shared "
                           f'FROM "{table.name}" WHERE {trimmed_key} IN (SELECT '
                           f'{trimmed_key} FROM "{table.name}" WHERE {mine}) AND '
-                          f"NOT COALESCE({mine}, FALSE)").column(0)[0].as_py()
+                          # Not mine, a row naming no child included (NULL is not
+                          # true); CASE, as SQL Server has no boolean values.
+                          f"CASE WHEN {mine} THEN 0 ELSE 1 END = 1").column(0)[0].as_py()
 
-    checks.sort(key=lambda check: -rows[check[0].name])
+    # Once each (a parent's key may be its own and its dependants' owner key too), the
+    # largest tables first.
+    checks = sorted({(table.name, key): (table, key) for table, key in checks}.values(),
+                    key=lambda check: -rows[check[0].name])
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         found = list(pool.map(shared_keys, checks))
     for (table, _), shared in zip(checks, found, strict=True):
