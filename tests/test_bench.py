@@ -5,13 +5,21 @@ import socket
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from fixtures.generator import generate_database
-from flows.bench import ProcessTreeMemory, _in_own_process, _peak_mb, io_floor, process_tree_mb
+from flows.bench import (
+    ProcessTreeMemory,
+    _database,
+    _in_own_process,
+    _peak_mb,
+    io_floor,
+    process_tree_mb,
+)
 
 
 def _sends_a_large_result(options: dict, api_url: str, results) -> None:
@@ -47,6 +55,20 @@ def test_a_run_reports_its_own_peak_memory_not_its_parent_s():
     result = _in_own_process({}, "unused", _sends_its_peak_memory)
     del held
     assert 0 < result["peak_mb"] < 400
+
+
+def test_generating_the_database_does_not_count_in_the_benchmark_s_peak(tmp_path,
+                                                                       monkeypatch):
+    def generate(path, children, seed):  # as large as a generator, briefly
+        held = bytearray(400 * 2**20)
+        held[::4096] = b"x" * len(held[::4096])
+        path.write_bytes(b"")
+        return SimpleNamespace(rows={"ssd_person": children}, seconds=1.0)
+
+    monkeypatch.setattr("fixtures.generator.generate_database", generate)
+    before = process_tree_mb(os.getpid())  # this process alone: it has started none
+    _database(tmp_path / "bench.sqlite", children=10, seed=1)
+    assert _peak_mb() < before + 200
 
 
 def test_a_run_that_ends_without_a_result_is_reported_not_waited_for():
