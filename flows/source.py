@@ -312,12 +312,15 @@ def _refuse_shared_keys(url: URL, present: Sequence[SourceTable],
     """
     names = {table.name for table in present}
     dialect = url.get_backend_name()
-    checks = []  # (table, key column) whose values must not be shared with other rows
+    # (table, key column) whose values must not be shared with other rows, each once: a
+    # parent's key may be its own and its dependants' owner key too.
+    checks: dict[tuple[str, str], tuple[SourceTable, str]] = {}
     for table in present:
         if table.person is not None or table.owner.table in names:
-            checks.append((table, table.key))
+            checks[table.name, table.key] = (table, table.key)
         if table.person is None and table.owner.table in names:
-            checks.append((TABLES_BY_NAME[table.owner.table], table.owner.key))
+            checks[table.owner.table, table.owner.key] = (TABLES_BY_NAME[table.owner.table],
+                                                          table.owner.key)
 
     def shared_keys(check: tuple[SourceTable, str]) -> int:
         table, key = check
@@ -332,13 +335,10 @@ def _refuse_shared_keys(url: URL, present: Sequence[SourceTable],
                           # true); CASE, as SQL Server has no boolean values.
                           f"CASE WHEN {mine} THEN 0 ELSE 1 END = 1").column(0)[0].as_py()
 
-    # Once each (a parent's key may be its own and its dependants' owner key too), the
-    # largest tables first.
-    checks = sorted({(table.name, key): (table, key) for table, key in checks}.values(),
-                    key=lambda check: -rows[check[0].name])
+    largest_first = sorted(checks.values(), key=lambda check: -rows[check[0].name])
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        found = list(pool.map(shared_keys, checks))
-    for (table, _), shared in zip(checks, found, strict=True):
+        found = list(pool.map(shared_keys, largest_first))
+    for (table, _), shared in zip(largest_first, found, strict=True):
         if shared:
             raise SourceSchemaError(
                 f"{shared} {table.name} key(s) of the children asked for are also held by "

@@ -282,10 +282,11 @@ def _shared_keys(table: SourceTable, read: SourceRead, keep: np.ndarray | None
     has a row checked for nothing."""
     hashes, valid = [], []
     for number, start in enumerate(read.starts(table.name)):
-        # Trimmed, blank being none, as `mark_exact_copies` compares them.
-        key = trimmed(read.part(table.name, number).column(table.key))
+        key = read.part(table.name, number).column(table.key)
         if keep is not None:
             key = key.filter(pa.array(keep[start:start + len(key)]))
+        # The rows built only, trimmed, blank being none, as `mark_exact_copies` compares.
+        key = trimmed(key)
         hashes.append(column_hashes(key, distinct=True))
         valid.append(pc.is_valid(key).to_numpy(zero_copy_only=False))
     hashes, valid = np.concatenate(hashes), np.concatenate(valid)
