@@ -7,8 +7,10 @@ pipeline fault and raises, because its silence would pass bad data as good.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import re
+import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -170,6 +172,35 @@ def _serialise_parameter_parsing() -> None:
     suite_parameters.parse_suite_parameter = serialised
 
 
+# Modules GX imports with itself but uses only in expectations our suites do not have
+# (KL divergence, Kolmogorov-Smirnov tests): scipy.stats was ~30% of GX's import (1.4 of
+# 4.8 s on a slow machine), which every run that validates pays, a rerun of a few
+# children most of all. tests/test_validation.py fails if GX starts to use it on import.
+DEFERRED_MODULES = ("scipy.stats",)
+
+
+_DEFERRING = threading.Lock()
+
+
+def _defer_unused_modules() -> None:
+    """Make each of `DEFERRED_MODULES` load on first use rather than when imported: the
+    standard library's recipe (`importlib.util.LazyLoader`). Code that uses it still
+    gets the whole module, loaded then."""
+    for name in DEFERRED_MODULES:
+        if name in sys.modules:
+            continue
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:  # not installed: GX's import will say
+            continue
+        spec.loader = importlib.util.LazyLoader(spec.loader)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        parent, _, child = name.rpartition(".")
+        if parent:  # as an import of the submodule would
+            setattr(sys.modules[parent], child, module)
+
+
 _CONFIGURATIONS = threading.local()
 
 
@@ -233,7 +264,9 @@ class SuiteRunner:
     def _context(self):
         local = self._local
         if not hasattr(local, "context"):
-            import great_expectations as gx  # slow import (~4 s): only when validating
+            with _DEFERRING:  # threads validating side by side start together
+                _defer_unused_modules()
+            import great_expectations as gx  # slow import (~3 s): only when validating
             from great_expectations.data_context.types.base import ProgressBarsConfig
             from great_expectations.execution_engine import pandas_execution_engine
 

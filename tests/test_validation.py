@@ -331,6 +331,28 @@ def test_suite_parameters_parse_safely_from_several_threads():
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+DEFERRED = """
+import sys
+from flows.validation import SuiteRunner
+
+SuiteRunner().warm_up()
+# scipy.stats imports its submodules when it runs: none has if nothing used it.
+used = sorted(module for module in sys.modules if module.startswith("scipy.stats."))
+assert not used, f"scipy.stats was loaded on GX's import: {used[:5]}"
+import scipy.stats
+assert round(float(scipy.stats.entropy([0.5, 0.5])), 4) == 0.6931  # whole once used
+"""
+
+
+def test_modules_gx_does_not_need_load_only_when_used():
+    # GX imports scipy.stats for expectations our suites do not have; the runner defers
+    # it (~30% of GX's import). If GX starts to use it on import, the saving is gone and
+    # this fails. It needs a fresh process.
+    result = subprocess.run([sys.executable, "-c", DEFERRED], capture_output=True,
+                            text=True, cwd=Path(__file__).parents[1], timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_committed_suites_match_the_contract():
     # The raw suites are generated from transforms/ssd.py; a stale file means the checks
     # and the contract have drifted apart (run `python -m expectations.generate`).
