@@ -72,7 +72,9 @@ class Taken:
     def arrow_rows(self, child_ids: pa.Array | pa.ChunkedArray) -> pa.Array:
         """Which of these rows (by their child ids) are taken."""
         if self.taken is not None:
-            return pc.is_in(pc.fill_null(child_ids, UNNAMED), value_set=self._value_set)
+            if child_ids.null_count:  # (filling copies every value: only where needed)
+                child_ids = pc.fill_null(child_ids, UNNAMED)
+            return pc.is_in(child_ids, value_set=self._value_set)
         return pc.invert(pc.is_in(child_ids, value_set=self._value_set))
 
     def rows(self, child_ids: pd.Series) -> np.ndarray:

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from flows import sinks
 from flows.carry import Taken
@@ -146,10 +145,17 @@ def rows_to_build(children_of_rows: dict[str, pa.DictionaryArray],
     name none); None when every row is to be built."""
     if not reused:
         return None
-    taken = Taken(taken=reused)
-    # Each child is looked up once, not each row.
-    return {name: pc.invert(taken.arrow_rows(child.dictionary)).take(child.indices)
-            .to_numpy(zero_copy_only=False) for name, child in children_of_rows.items()}
+    # Each child is looked up once, not each row, and every table's children in one
+    # lookup: Arrow builds its set of the taken ids anew for each (29 lookups of 100,000
+    # taken ids took 0.57 s).
+    dictionaries = [child.dictionary for child in children_of_rows.values()]
+    built = ~Taken(taken=reused).arrow_rows(pa.chunked_array(dictionaries, pa.string())
+                                            ).to_numpy()
+    starts = np.cumsum([0, *map(len, dictionaries)])[:-1]
+    # Each row's by its child's (NumPy gathers bytes; Arrow's take gathers bits).
+    return {name: built[start:start + len(child.dictionary)][
+                child.indices.to_numpy(zero_copy_only=False)]
+            for (name, child), start in zip(children_of_rows.items(), starts, strict=True)}
 
 
 def stamps(facts: pd.DataFrame, reused: frozenset[str], freshness: pd.DataFrame,

@@ -8,7 +8,10 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
 from click.testing import CliRunner
@@ -17,7 +20,8 @@ from fixtures.generator import generate_database
 from flows import sinks
 from flows.build import RunFailed, build_chronologies
 from flows.cli import main
-from flows.incremental import requested_children
+from flows.incremental import requested_children, rows_to_build
+from transforms.fingerprint import UNNAMED
 
 AS_OF = "2026-03-31"
 LATER = "2026-05-15"  # past some birthdays and history cut-offs; plans still open
@@ -236,6 +240,20 @@ def test_children_asked_for_are_trimmed_once_each_and_blank_is_refused(tmp_path)
         build_chronologies(source=str(tmp_path / "none.sqlite"), out=str(tmp_path / "out"),
                            children=["  "])
     assert not (tmp_path / "out").exists()
+
+
+def test_rows_to_build_are_those_of_children_not_reused_in_every_table():
+    # Each table's children are looked up together: a row must still get its own child's
+    # answer, whatever the order and overlap of the tables' children.
+    children = {"ssd_person": pc.dictionary_encode(pa.array(["A", "B", "C", "A"])),
+                "ssd_contacts": pc.dictionary_encode(pa.array([UNNAMED, "C", "D", "C"])),
+                "ssd_address": pc.dictionary_encode(pa.array([], pa.string()))}
+    built = rows_to_build(children, frozenset({"A", "C", UNNAMED}))
+    assert {name: rows.tolist() for name, rows in built.items()} == {
+        "ssd_person": [False, True, False, False],
+        "ssd_contacts": [False, False, True, False], "ssd_address": []}
+    assert all(rows.dtype == np.bool_ for rows in built.values())
+    assert rows_to_build(children, frozenset()) is None
 
 
 @pytest.mark.parametrize("options", [["--no-such-option"], ["--shards", "0"],
