@@ -32,6 +32,7 @@ from flows import sinks
 from flows.site import CHILDREN, SITE
 from flows.steps import Made
 from transforms.fingerprint import UNNAMED
+from transforms.frames import in_set
 from transforms.shards import shard_of
 
 DATASETS = ("events", "chronology")
@@ -74,8 +75,8 @@ class Taken:
         if self.taken is not None:
             if child_ids.null_count:  # (filling copies every value: only where needed)
                 child_ids = pc.fill_null(child_ids, UNNAMED)
-            return pc.is_in(child_ids, value_set=self._value_set)
-        return pc.invert(pc.is_in(child_ids, value_set=self._value_set))
+            return in_set(child_ids, self._value_set)
+        return pc.invert(in_set(child_ids, self._value_set))
 
     def rows(self, child_ids: pd.Series) -> np.ndarray:
         # Arrow's hash lookup: pandas' isin turns 100,000 ids into Python strings first.
@@ -126,7 +127,14 @@ class Carry:
         kept = taken.rows(before["child_id"])
         self.children = int(kept.sum())
         # Shards that lose a child of the published output.
-        losing = set(shard_of(before["child_id"][~kept], shards))
+        dropped = before["child_id"][~kept]
+        losing = set(shard_of(dropped, shards))
+        # A partition holds rows of the published children only (one that loses none is
+        # linked whole), so its rows are taken unless their child is dropped: after a
+        # 1% change, 980 children to look up against, not the 99,024 taken, whose lookup
+        # table each partition would build again (4.5 s of the carry's threads).
+        in_partitions = Taken(replaced=frozenset(dropped)) if taken.taken is not None \
+            and len(dropped) < len(taken.taken) else taken
         self._seconds = {"carry_partitions": 0.0, "carry_pages": 0.0}
         self._stop = threading.Event()
         pages = version / SITE / CHILDREN
@@ -145,7 +153,8 @@ class Carry:
         self._jobs = [
             *(self._pool.submit(self._in_turn, "carry_partitions", [
                 partial(_carry_partition, previous / dataset / f"shard={number}",
-                        version / dataset / f"shard={number}", taken, number in losing)
+                        version / dataset / f"shard={number}", in_partitions,
+                        number in losing)
                 for number in range(first, shards, PARTITION_THREADS) for dataset in DATASETS])
               for first in range(PARTITION_THREADS)),
             self._pool.submit(self._in_turn, "carry_pages", [

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
-from transforms.frames import arrow_text, lookup, per_distinct
+from transforms.frames import arrow_text, in_set, lookup, per_distinct
 from transforms.shards import split_table
 
 
@@ -29,6 +31,21 @@ def test_lookup_in_an_empty_table_finds_nothing():
 def test_lookup_refuses_a_table_with_duplicate_keys():
     with pytest.raises(ValueError, match="duplicate keys"):
         lookup(pd.Series(["P1"], dtype="str"), pd.Series(["a", "b"], index=["P1", "P1"]))
+
+
+@pytest.mark.parametrize("values", [
+    pa.array(["P3", None, "P9", "P3", " P3"]),  # fewer than a third of the set: looked up in it
+    pa.chunked_array([["P1", "P2"], [None, "P7", "P8", "P1"], []]),
+    pa.array([f"P{n}" for n in range(60)] + [None]),  # many: Arrow's plain lookup
+    pa.array([], pa.string()),
+])
+@pytest.mark.parametrize("with_null", [False, True])
+def test_in_set_answers_as_arrows_is_in_for_few_values_and_many(values, with_null):
+    value_set = pa.array([f"P{n}" for n in range(0, 300, 3)] + ([None] if with_null else []))
+    expected = pc.is_in(values, value_set=value_set)
+    found = in_set(values, value_set)
+    assert type(found) is type(expected)
+    assert found.to_pylist() == expected.to_pylist()
 
 
 def test_per_distinct_computes_once_per_value_and_spreads_the_results():

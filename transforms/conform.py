@@ -16,9 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from transforms.frames import lookup, per_distinct, stripped
+from transforms.frames import in_set, lookup, per_distinct, stripped
 from transforms.rejects import concat_rejects, empty_rejects, rejects_for
 from transforms.ssd import (
     FLAG_VALUES,
@@ -246,7 +245,6 @@ def with_existence(table: SourceTable, frame: pd.DataFrame,
         ids = known.get((target, key), pa.array([], pa.string()))
         # pyarrow's is_in is a vectorised hash lookup; pandas' isin on Arrow strings
         # falls back to a Python loop.
-        found = pc.is_in(pa.array(values, pa.string()), value_set=ids).to_numpy(
-            zero_copy_only=False)
+        found = in_set(pa.array(values, pa.string()), ids).to_numpy(zero_copy_only=False)
         added[EXISTS + column] = values.isna().to_numpy() | found
     return frame.assign(**added)

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from transforms.conform import existence_checks, owner_people
-from transforms.frames import lookup
+from transforms.frames import in_set, lookup
 from transforms.parts import SourceRead
 from transforms.ssd import OWNER_PERSON, SourceTable
 
@@ -274,9 +274,9 @@ def _slice_hashes(table: SourceTable, raw: pa.Table, child: pa.DictionaryArray,
         if column in (OWNER_PERSON, table.person):
             # A row's own person (or owner) id is its child, trimmed already: looked up
             # once per child.
-            exists = pc.is_in(child.dictionary, value_set=ids).take(child.indices)
+            exists = in_set(child.dictionary, ids).take(child.indices)
         else:
-            exists = pc.is_in(trimmed(raw[column]), value_set=ids)
+            exists = in_set(trimmed(raw[column]), ids)
         columns.append((f"_exists:{column}", column_hashes(exists)))
     return _SliceHashes(key, key_hashes, named, row_hashes(columns, raw.num_rows))
 
