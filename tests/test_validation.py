@@ -333,12 +333,22 @@ def test_suite_parameters_parse_safely_from_several_threads():
 
 DEFERRED = """
 import sys
+
+import pandas as pd
 from flows.validation import SuiteRunner
 
-SuiteRunner().warm_up()
-# scipy.stats imports its submodules when it runs: none has if nothing used it.
-used = sorted(module for module in sys.modules if module.startswith("scipy.stats."))
-assert not used, f"scipy.stats was loaded on GX's import: {used[:5]}"
+runner = SuiteRunner()
+runner.warm_up()
+# A suite run, as a run makes them, after GX's import.
+frame = pd.DataFrame({"_row": [0], "event_date": pd.to_datetime(["2016-01-01"]),
+                      "age_days": [10], "child_id": ["P0"], "event_id": ["x"],
+                      "event_type": ["contact"], "date_precision": ["day"]})
+assert runner.run("events", frame, {"as_of": "2026-03-31T23:59:59", "event_types": ["contact"]}
+                  ).rows.empty
+# A package imports its submodules when it runs: none has if nothing used it.
+for name in ("scipy.stats", "altair"):
+    used = sorted(module for module in sys.modules if module.startswith(name + "."))
+    assert not used, f"{name} was loaded by GX's import or a suite run: {used[:5]}"
 # Threads that use it at once (or scan sys.modules, as inspect does) all get it whole.
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -353,14 +363,17 @@ with ThreadPoolExecutor(max_workers=4) as pool:
     assert all(pool.map(use, ["entropy", "norm", "ks_2samp", "kstest"]))
 import scipy.stats
 assert round(float(scipy.stats.entropy([0.5, 0.5])), 4) == 0.6931
+import altair
+assert altair.Chart(pd.DataFrame({"x": [1]})).mark_point().to_dict()["mark"]["type"] == "point"
 """
 
 
 def test_modules_gx_does_not_need_load_only_when_used():
-    # GX imports scipy.stats for expectations our suites do not have; the runner defers
-    # it (~30% of GX's import). If GX starts to use it on import, the saving is gone and
-    # this fails; so does a stand-in that gives threads a half-loaded module (the
-    # standard library's LazyLoader did, on Python 3.11). It needs a fresh process.
+    # GX imports scipy.stats and altair for expectations our suites do not have; the
+    # runner defers them (~40% of GX's import). If GX starts to use one on import or in
+    # our suites, the saving is gone and this fails; so does a stand-in that gives
+    # threads a half-loaded module (the standard library's LazyLoader did, on Python
+    # 3.11). It needs a fresh process.
     result = subprocess.run([sys.executable, "-c", DEFERRED], capture_output=True,
                             text=True, cwd=Path(__file__).parents[1], timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
