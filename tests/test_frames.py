@@ -36,6 +36,8 @@ def test_lookup_refuses_a_table_with_duplicate_keys():
 @pytest.mark.parametrize("values", [
     pa.array(["P3", None, "P9", "P3", " P3"]),  # fewer than a third of the set: looked up in it
     pa.chunked_array([["P1", "P2"], [None, "P7", "P8", "P1"], []]),
+    pa.array(["P3", None, "P9", "P3"]).dictionary_encode(),
+    pa.array(["P3", "P8"], pa.large_string()),
     pa.array([f"P{n}" for n in range(60)] + [None]),  # many: Arrow's plain lookup
     pa.array([], pa.string()),
 ])
