@@ -182,7 +182,9 @@ def mark_source(read: SourceRead, children_of_rows: dict[str, pa.DictionaryArray
                 # A table held whole outlives the read's files: its parts are read into
                 # memory, not mapped; unless only some rows are built, which the filter
                 # below copies out of the mapped file (the other rows' pages are never
-                # read: a 1% rerun's marking read 1.5 GB of files for 90,000 rows).
+                # read: a 1% rerun's marking read 1.5 GB of files for 90,000 rows). The
+                # parts hold no dictionary-encoded column, whose dictionary a filter
+                # would leave in the map.
                 part = _integers_as_text(read.part(
                     name, number, mapped=spill or rows_kept is not None))
                 part_child = child.slice(start, length)
