@@ -185,12 +185,12 @@ def mark_source(read: SourceRead, children_of_rows: dict[str, pa.DictionaryArray
                 # read: a 1% rerun's marking read 1.5 GB of files for 90,000 rows). The
                 # parts hold no dictionary-encoded column, whose dictionary a filter
                 # would leave in the map.
-                part = _integers_as_text(read.part(
-                    name, number, mapped=spill or rows_kept is not None))
+                part = read.part(name, number, mapped=spill or rows_kept is not None)
                 part_child = child.slice(start, length)
                 if rows_kept is not None:
                     mask = pa.array(rows_kept[start:start + length])
                     part, part_child = part.filter(mask), part_child.filter(mask)
+                part = _integers_as_text(part)  # the rows kept only
                 part = part.append_column("_row", pa.array(
                     np.arange(offset, offset + part.num_rows, dtype="int64")))
                 named = _named(part_child)
