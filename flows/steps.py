@@ -249,6 +249,53 @@ def what_lives_on_set_aside() -> Iterator[None]:
         gc.unfreeze()
 
 
+# glibc's `mallopt` parameters (malloc.h), and the values `freed_memory_kept` leaves
+# when it ends: glibc's defaults for the most blocks mapped on their own, and the
+# threshold and trim that its own sliding threshold reaches for blocks of 32 MB.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
+_MMAP_MAX, _MMAP_THRESHOLD, _TRIM_THRESHOLD = 65536, 32 << 20, 64 << 20
+# Freed memory at the top of a heap that glibc keeps, within: at most (an `int`).
+_KEPT_AT_MOST = (1 << 31) - 1
+
+
+@contextmanager
+def freed_memory_kept() -> Iterator[None]:
+    """Within, memory the run frees is kept for its next allocations instead of being
+    handed back to the system at once; on leaving, it is handed back
+    (`give_back_freed_memory`).
+
+    Reading and fingerprinting the whole source make and free many large blocks: the
+    driver's batches, a column of hashes of 5.5 million case notes (44 MB), its
+    temporaries. glibc maps each block above its threshold (at most 32 MB) on its own
+    and unmaps it when freed, and trims its heaps as they shrink; Arrow's allocator
+    (mimalloc) hands freed pages back after 10 ms; and the system must clear every page
+    of the next block before the run may use it (docs/benchmarks.md, session 19). So
+    within, glibc maps no block on its own and trims no heap, and Arrow allocates from
+    glibc too. Only there: kept through the passes as well, the freed scraps of pandas'
+    frames raised the peak memory of a next night's run from 3.2 to 4.2 GB. Outside
+    glibc (no `malloc_trim`), nothing changes."""
+    mallopt = getattr(_LIBC, "mallopt", None)
+    if mallopt is None or getattr(_LIBC, "malloc_trim", None) is None:
+        yield
+        return
+    arrow_pool = pa.default_memory_pool()
+    mallopt(_M_MMAP_MAX, 0)
+    mallopt(_M_TRIM_THRESHOLD, _KEPT_AT_MOST)
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        # Blocks allocated within are freed to glibc whenever they go: Arrow's buffers
+        # remember their pool.
+        pa.set_memory_pool(arrow_pool)
+        # Setting any of these ends glibc's sliding threshold for good: set as it
+        # would have slid.
+        mallopt(_M_MMAP_MAX, _MMAP_MAX)
+        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+        mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+        give_back_freed_memory()
+
+
 def give_back_freed_memory() -> None:
     """Hand the memory a pass freed back to the system. pandas' many small objects are
     freed into glibc's heaps, which keep the space for later by default: without this, a
