@@ -201,7 +201,9 @@ def build_in_passes(marked: Marked, shards: int, children: int, validate: Valida
     (`transforms.shards.build_passes`), so that only one pass's rows of the large tables
     are held as pandas frames: each table's outcome over every pass, in the contract's
     table order, and every unit's. `validate` and `build` run a pass's tables and units
-    (side by side, on threads or a cluster); `lap` is told when each stage ends."""
+    (side by side, on threads or a cluster); `lap` is told when each stage ends. The
+    memory each pass let go is handed back before the next (the caller hands back the
+    last's, with what else it lets go)."""
     give_back_freed_memory()  # what reading and marking the source took and let go
     # The small tables are checked whole, once: their shard parts wait for their pass.
     whole = validate(marked.whole_tables())
@@ -209,6 +211,8 @@ def build_in_passes(marked: Marked, shards: int, children: int, validate: Valida
     by_table: dict[str, list[TableOutcome]] = {}
     units_built: list[ShardOutcome] = []
     for number, pass_shards in enumerate(marked.passes):
+        if number:
+            give_back_freed_memory()  # the pass before's
         validated = validate(marked.pass_tables(number)) if marked.spilled[number] else []
         lap("validate_source")
         for _, outcome in validated:
@@ -224,7 +228,6 @@ def build_in_passes(marked: Marked, shards: int, children: int, validate: Valida
         del validated
         units_built += build(units, parts)
         del parts
-        give_back_freed_memory()
         lap("stage_score_shape")
     for _, outcome in whole:
         by_table.setdefault(outcome.name, []).append(outcome)
@@ -236,7 +239,7 @@ def build_in_passes(marked: Marked, shards: int, children: int, validate: Valida
 def what_lives_on_set_aside() -> Iterator[None]:
     """Within, Python's full collections skip the objects alive on entry (after one
     full collection): the modules imported (Prefect's and pandas' alone make 190,000)
-    and the run's own state. `give_back_freed_memory` collects after each pass:
+    and the run's own state. `give_back_freed_memory` collects between passes:
     Prefect's futures hold each task's result in a reference cycle, ~300 MB a pass at
     100,000 children. Each of those collections went through every object of the
     process (0.25-0.35 s); within, only through those made since. On leaving, the
@@ -261,8 +264,7 @@ _KEPT_AT_MOST = (1 << 31) - 1
 @contextmanager
 def freed_memory_kept() -> Iterator[None]:
     """Within, memory the run frees is kept for its next allocations instead of being
-    handed back to the system at once; on leaving, it is handed back
-    (`give_back_freed_memory`).
+    handed back to the system at once; on leaving, what is free is handed back.
 
     Reading and fingerprinting the whole source make and free many large blocks: the
     driver's batches, a column of hashes of 5.5 million case notes (44 MB), its
@@ -293,7 +295,9 @@ def freed_memory_kept() -> Iterator[None]:
         mallopt(_M_MMAP_MAX, _MMAP_MAX)
         mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
         mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
-        give_back_freed_memory()
+        # What is free already: collecting what is still held (a collection of every
+        # object, 0.1 s) is left to the first pass, which collects as it starts.
+        _hand_back()
 
 
 def give_back_freed_memory() -> None:
@@ -303,6 +307,11 @@ def give_back_freed_memory() -> None:
     at 100,000 children: 3.9 GB held after the last of four passes, 2.2 GB with it).
     Arrow's own allocator (mimalloc here) keeps what Arrow freed likewise."""
     gc.collect()
+    _hand_back()
+
+
+def _hand_back() -> None:
+    """Hand what glibc and Arrow's allocator hold freed back to the system."""
     trim = getattr(_LIBC, "malloc_trim", None)  # glibc only
     if trim is not None:
         trim(0)
