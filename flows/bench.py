@@ -27,10 +27,10 @@ from flows import sinks
 from flows.site import peak_mb, render_site, site_line
 from flows.source import read_source, read_source_parts, source_url
 from flows.steps import (
+    FreedMemoryKept,
     Laps,
     ShardOutcome,
     build_in_passes,
-    freed_memory_kept,
     give_back_freed_memory,
     score_and_shape,
     stage_and_write_unit,
@@ -168,8 +168,9 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
             cpu_before = os.times()
             started = time.perf_counter()
             # As the flow reads: each part to a file as it arrives, gone through a part at a
-            # time after, keeping freed memory for reuse until the rows are marked.
-            with freed_memory_kept():
+            # time after, keeping freed memory for reuse until it marks the rows
+            # (`FreedMemoryKept`).
+            with FreedMemoryKept() as kept:
                 read = read_source_parts(source_url(path), TABLES, None, workers,
                                          Path(folder) / "source")
                 rows = sum(read.rows(name) for name in read)
@@ -182,9 +183,11 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
                     laps(stage)
                     memory.lap(stage)
 
-                marked = mark_source(read, row_children(read, TABLES_BY_NAME, pool.map),
-                                     known_ids(read), shards, passes,
+                of_rows, known = row_children(read, TABLES_BY_NAME, pool.map), known_ids(read)
+                kept.close()  # as the flow: what marking makes lives into the passes
+                marked = mark_source(read, of_rows, known, shards, passes,
                                      Path(folder) / "passes", pool.map)
+                del of_rows, known
                 read.discard()
                 del read
             lap("prepare")

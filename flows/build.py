@@ -50,12 +50,12 @@ from flows.site import SiteReport, render_site
 from flows.source import SourceSchemaError, read_source_parts, safe_url, source_url
 from flows.steps import (
     NO_ENTRIES,
+    FreedMemoryKept,
     Laps,
     Made,
     ShardOutcome,
     TableOutcome,
     build_in_passes,
-    freed_memory_kept,
     give_back_freed_memory,
     stage_and_write_unit,
     validate_table,
@@ -256,8 +256,8 @@ def build_chronologies(
         lap = Laps()
         timings = lap.seconds
 
-        # Until the source is marked, freed memory is kept for reuse.
-        with freed_memory_kept():
+        # While the source is read and fingerprinted, freed memory is kept for reuse.
+        with FreedMemoryKept() as kept:
             read = extract(source, children, workers, version)
             try:
                 rows_read = sum(read.rows(name) for name in read)
@@ -289,6 +289,7 @@ def build_chronologies(
                             len(reuse.children), to_build)
                 marked = None
                 if carrying is None or to_build:
+                    kept.close()  # what marking makes lives into the passes
                     marked = mark_rows(read, of_rows, keep, known, shards, to_build, version,
                                        workers)
             finally:  # what a pass needs is in `marked`, or on disk

@@ -251,19 +251,20 @@ def what_lives_on_set_aside() -> Iterator[None]:
         gc.unfreeze()
 
 
-# glibc's `mallopt` parameters (malloc.h), and the values `freed_memory_kept` leaves
-# when it ends: glibc's defaults for the most blocks mapped on their own, and the
-# threshold and trim that its own sliding threshold reaches for blocks of 32 MB.
+# glibc's `mallopt` parameters (malloc.h), and the values `FreedMemoryKept` leaves
+# when it ends: glibc's default for the most blocks mapped on their own, and the
+# threshold and trim that its own sliding threshold reaches for blocks of 32 MB (and
+# had reached in a run by the end of its fingerprints, probed).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
 _MMAP_MAX, _MMAP_THRESHOLD, _TRIM_THRESHOLD = 65536, 32 << 20, 64 << 20
 # Freed memory at the top of a heap that glibc keeps, within: at most (an `int`).
 _KEPT_AT_MOST = (1 << 31) - 1
 
 
-@contextmanager
-def freed_memory_kept() -> Iterator[None]:
+class FreedMemoryKept:
     """Within, memory the run frees is kept for its next allocations instead of being
-    handed back to the system at once; on leaving, what is free is handed back.
+    handed back to the system at once; on leaving (or `close`, whichever comes first),
+    what is free is handed back.
 
     Reading and fingerprinting the whole source make and free many large blocks: the
     driver's batches, a column of hashes of 5.5 million case notes (44 MB), its
@@ -272,28 +273,40 @@ def freed_memory_kept() -> Iterator[None]:
     (mimalloc) hands freed pages back after 10 ms; and the system must clear every page
     of the next block before the run may use it (docs/benchmarks.md, session 19). So
     within, glibc maps no block on its own and trims no heap, and Arrow allocates from
-    glibc too. Only there: kept through the passes as well, the freed scraps of pandas'
-    frames raised the peak memory of a next night's run from 3.2 to 4.2 GB. Outside
-    glibc (no `malloc_trim`), nothing changes."""
-    mallopt = getattr(_LIBC, "mallopt", None)
-    if mallopt is None or getattr(_LIBC, "malloc_trim", None) is None:
-        yield
-        return
-    arrow_pool = pa.default_memory_pool()
-    mallopt(_M_MMAP_MAX, 0)
-    mallopt(_M_TRIM_THRESHOLD, _KEPT_AT_MOST)
-    pa.set_memory_pool(pa.system_memory_pool())
-    try:
-        yield
-    finally:
+    glibc too. Only for such short-lived blocks: what is made within and freed after
+    stays in glibc's heaps until the next hand-back (kept through the whole run, a next
+    night's peak memory rose from 3.2 to 4.2 GB; through the marking of the rows, whose
+    tables the first pass frees, to 3.6 GB). Outside glibc (no `malloc_trim`), nothing
+    changes."""
+
+    def __init__(self) -> None:
+        self._arrow_pool: pa.MemoryPool | None = None
+
+    def __enter__(self) -> FreedMemoryKept:
+        mallopt = getattr(_LIBC, "mallopt", None)
+        if mallopt is not None and getattr(_LIBC, "malloc_trim", None) is not None:
+            self._arrow_pool = pa.default_memory_pool()
+            mallopt(_M_MMAP_MAX, 0)
+            mallopt(_M_TRIM_THRESHOLD, _KEPT_AT_MOST)
+            pa.set_memory_pool(pa.system_memory_pool())
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop keeping freed memory, and hand back what is free (once)."""
+        if self._arrow_pool is None:
+            return
         # Blocks allocated within are freed to glibc whenever they go: Arrow's buffers
         # remember their pool.
-        pa.set_memory_pool(arrow_pool)
-        # Setting any of these ends glibc's sliding threshold for good: set as it
-        # would have slid.
-        mallopt(_M_MMAP_MAX, _MMAP_MAX)
-        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
-        mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+        pa.set_memory_pool(self._arrow_pool)
+        self._arrow_pool = None
+        # Setting any of these ends glibc's sliding threshold for good: set where it
+        # has slid to by then (32 MB; trimming above twice that).
+        _LIBC.mallopt(_M_MMAP_MAX, _MMAP_MAX)
+        _LIBC.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+        _LIBC.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
         # What is free already: collecting what is still held (a collection of every
         # object, 0.1 s) is left to the first pass, which collects as it starts.
         _hand_back()

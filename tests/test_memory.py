@@ -59,12 +59,13 @@ def test_what_lives_on_is_collected_again_after_a_failure_within():
 
 
 # Faults in a block of 64 MB (above glibc's largest threshold for mapping a block on its
-# own), written whole and freed, three times outside `freed_memory_kept`, three within
-# and three after; and Arrow's allocator within and after.
+# own), written whole and freed: three times before `FreedMemoryKept`, three within,
+# three after `close` within (which the end of the block must not undo or repeat) and
+# three after; and Arrow's allocator at each of those points.
 KEPT = """
 import ctypes, json, resource
 import pyarrow as pa
-from flows.steps import _LIBC, freed_memory_kept
+from flows.steps import _LIBC, FreedMemoryKept
 
 _LIBC.malloc.restype, _LIBC.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 _LIBC.free.argtypes = [ctypes.c_void_p]
@@ -77,29 +78,38 @@ def faults():
     _LIBC.free(block)
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
-before = [faults() for _ in range(3)]
-arrow_before = pa.default_memory_pool().backend_name
-with freed_memory_kept():
+def allocator():
+    return pa.default_memory_pool().backend_name
+
+before, arrow = [faults() for _ in range(3)], [allocator()]
+with FreedMemoryKept() as kept:
     within = [faults() for _ in range(3)]
-    arrow_within = pa.default_memory_pool().backend_name
+    arrow.append(allocator())
+    kept.close()
+    closed = [faults() for _ in range(3)]
+    arrow.append(allocator())
 after = [faults() for _ in range(3)]
-print(json.dumps({"before": before, "within": within, "after": after,
-                  "arrow": [arrow_before, arrow_within, pa.default_memory_pool().backend_name]}))
+arrow.append(allocator())
+print(json.dumps({"before": before, "within": within, "closed": closed, "after": after,
+                  "arrow": arrow}))
 """
 
 
 @pytest.mark.skipif(getattr(_LIBC, "malloc_trim", None) is None,
-                    reason="glibc's allocator only: elsewhere freed_memory_kept changes nothing")
-def test_freed_memory_is_kept_for_reuse_within_and_handed_back_after():
+                    reason="glibc's allocator only: elsewhere FreedMemoryKept changes nothing")
+def test_freed_memory_is_kept_for_reuse_within_and_handed_back_once_closed():
     result = subprocess.run([sys.executable, "-c", KEPT], capture_output=True, text=True,
                             cwd=Path(__file__).parents[1], timeout=120)
     assert result.returncode == 0, result.stderr
     faults = json.loads(result.stdout)
-    # Outside, each block is mapped afresh, so every page of it faults in (a page a
+    # Before, each block is mapped afresh, so every page of it faults in (a page a
     # fault, or a huge page a fault where the system makes them for any block).
     assert min(faults["before"]) >= 16
     # Within, the block freed is the next one: its pages are there already.
     assert max(faults["within"][1:]) < min(faults["before"]) // 8
-    # After, glibc maps such a block on its own again, and Arrow has its own allocator.
-    assert min(faults["after"]) >= min(faults["before"]) // 2
-    assert faults["arrow"] == [faults["arrow"][0], "system", faults["arrow"][0]]
+    # Once closed, glibc maps such a block on its own again, and Arrow has its own
+    # allocator back; the end of the block changes neither.
+    for then in ("closed", "after"):
+        assert min(faults[then]) >= min(faults["before"]) // 2
+    default = faults["arrow"][0]
+    assert faults["arrow"] == [default, "system", default, default]
