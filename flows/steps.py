@@ -255,8 +255,7 @@ def what_lives_on_set_aside() -> Iterator[None]:
 # had reached in a run by the end of its fingerprints, probed).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
 _MMAP_MAX, _MMAP_THRESHOLD, _TRIM_THRESHOLD = 65536, 32 << 20, 64 << 20
-# Freed memory at the top of a heap that glibc keeps, within: at most (an `int`).
-_KEPT_AT_MOST = (1 << 31) - 1
+_NEVER_TRIM = -1  # as a trim threshold (mallopt(3))
 
 
 class FreedMemoryKept:
@@ -270,22 +269,27 @@ class FreedMemoryKept:
     and unmaps it when freed, and trims its heaps as they shrink; Arrow's allocator
     (mimalloc) hands freed pages back after 10 ms; and the system must clear every page
     of the next block before the run may use it (docs/benchmarks.md, session 19). So
-    within, glibc maps no block on its own and trims no heap, and Arrow allocates from
-    glibc too. Only for such short-lived blocks: what is made within and freed after
+    within, glibc trims no heap and maps on its own only the blocks its heaps cannot
+    hold (above ~64 MB, on threads other than the main one), and Arrow allocates from
+    glibc too; work started within (the carry's first partitions) allocates from glibc
+    until it ends. Only for such short-lived blocks: what is made within and freed after
     stays in glibc's heaps until the next hand-back (kept through the whole run, a next
     night's peak memory rose from 3.2 to 4.2 GB; through the marking of the rows, whose
     tables the first pass frees, to 3.6 GB). Outside glibc (no `malloc_trim`), nothing
-    changes."""
+    changes.
+
+    Setting these parameters ends glibc's sliding threshold for the rest of the process
+    (and overrides any set by `MALLOC_*` variables): `close` sets it where it had slid
+    to by then."""
 
     def __init__(self) -> None:
         self._arrow_pool: pa.MemoryPool | None = None
 
     def __enter__(self) -> FreedMemoryKept:
-        mallopt = getattr(_LIBC, "mallopt", None)
-        if mallopt is not None and getattr(_LIBC, "malloc_trim", None) is not None:
+        if _MALLOPT is not None and getattr(_LIBC, "malloc_trim", None) is not None:
             self._arrow_pool = pa.default_memory_pool()
-            mallopt(_M_MMAP_MAX, 0)
-            mallopt(_M_TRIM_THRESHOLD, _KEPT_AT_MOST)
+            _MALLOPT(_M_MMAP_MAX, 0)
+            _MALLOPT(_M_TRIM_THRESHOLD, _NEVER_TRIM)
             pa.set_memory_pool(pa.system_memory_pool())
         return self
 
@@ -300,11 +304,9 @@ class FreedMemoryKept:
         # remember their pool.
         pa.set_memory_pool(self._arrow_pool)
         self._arrow_pool = None
-        # Setting any of these ends glibc's sliding threshold for good: set where it
-        # has slid to by then (32 MB; trimming above twice that).
-        _LIBC.mallopt(_M_MMAP_MAX, _MMAP_MAX)
-        _LIBC.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
-        _LIBC.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+        _MALLOPT(_M_MMAP_MAX, _MMAP_MAX)
+        _MALLOPT(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+        _MALLOPT(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
         # What is free already: collecting what is still held (a collection of every
         # object, 0.1 s) is left to the first pass, which collects as it starts.
         _hand_back()
@@ -337,6 +339,17 @@ def _libc() -> ctypes.CDLL | None:
 
 
 _LIBC = _libc()
+
+
+def _mallopt() -> Callable[[int, int], int] | None:
+    """glibc's `mallopt(int, int)`, its C types declared."""
+    mallopt = getattr(_LIBC, "mallopt", None)
+    if mallopt is not None:
+        mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return mallopt
+
+
+_MALLOPT = _mallopt()
 
 
 def _of_shards(parts: list[pd.DataFrame], shards: tuple[int, ...]) -> list[pd.DataFrame]:
