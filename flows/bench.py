@@ -168,9 +168,9 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
             cpu_before = os.times()
             started = time.perf_counter()
             # As the flow reads: each part to a file as it arrives, gone through a part at a
-            # time after, keeping freed memory for reuse until it marks the rows
-            # (`FreedMemoryKept`).
-            with FreedMemoryKept() as kept:
+            # time after; freed memory kept for reuse until the rows are to be marked
+            # (`FreedMemoryKept`: what marking makes lives into the passes).
+            with FreedMemoryKept():
                 read = read_source_parts(source_url(path), TABLES, None, workers,
                                          Path(folder) / "source")
                 rows = sum(read.rows(name) for name in read)
@@ -178,18 +178,16 @@ def run_benchmark(database: Path, children: int, seed: int, shards: int, workers
                 memory.lap("extract")
                 laps = Laps()
                 stage_seconds = laps.seconds
-
-                def lap(stage: str) -> None:
-                    laps(stage)
-                    memory.lap(stage)
-
                 of_rows, known = row_children(read, TABLES_BY_NAME, pool.map), known_ids(read)
-                kept.close()  # as the flow: what marking makes lives into the passes
-                marked = mark_source(read, of_rows, known, shards, passes,
-                                     Path(folder) / "passes", pool.map)
-                del of_rows, known
-                read.discard()
-                del read
+
+            def lap(stage: str) -> None:
+                laps(stage)
+                memory.lap(stage)
+
+            marked = mark_source(read, of_rows, known, shards, passes, Path(folder) / "passes",
+                                 pool.map)
+            read.discard()
+            del read, of_rows, known
             lap("prepare")
 
             def validate(prepared: Prepared) -> list:

@@ -257,43 +257,43 @@ def build_chronologies(
         timings = lap.seconds
 
         # While the source is read and fingerprinted, freed memory is kept for reuse.
-        with FreedMemoryKept() as kept:
-            read = extract(source, children, workers, version)
-            try:
-                rows_read = sum(read.rows(name) for name in read)
-                lap("extract")
-                logger.info("extracted %d tables, %d rows", len(read.parts), rows_read)
+        kept = background.enter_context(FreedMemoryKept())
+        read = extract(source, children, workers, version)
+        try:
+            rows_read = sum(read.rows(name) for name in read)
+            lap("extract")
+            logger.info("extracted %d tables, %d rows", len(read.parts), rows_read)
 
-                facts = learn_source(read, data_as_of, since_date, workers)
-                known, fingerprints, of_rows = facts.known, facts.children, facts.children_of_rows
-                reuse = nothing_reused("a run for some children", 0)
-                if children is None:
-                    reuse = plan_incremental(Path(out), facts, data_as_of, ruleset.digest, code,
-                                             shards, full)
-                del facts
-                keep = rows_to_build(of_rows, reuse.children)
-                carrying = None
-                if reuse.children:
-                    # The children taken are carried over while the others are built.
-                    carrying = background.enter_context(start_carry(
-                        reuse.previous, version, Taken(taken=reuse.children), shards,
-                        ruleset.digest, ahead))
-                elif ahead is not None:  # no child is taken: no page linked ahead may stay
-                    ahead.discard()
-                # What the run accounts for: the rows of the children it builds.
-                extracted = {name: read.rows(name) if keep is None else int(keep[name].sum())
-                             for name in read}
-                lap("fingerprint")
-                to_build = len(fingerprints) - len(reuse.children)
-                logger.info("%d children unchanged since the published output, %d to build",
-                            len(reuse.children), to_build)
-                marked = None
-                if carrying is None or to_build:
-                    kept.close()  # what marking makes lives into the passes
-                    marked = mark_rows(read, of_rows, keep, known, shards, to_build, version,
-                                       workers)
-            finally:  # what a pass needs is in `marked`, or on disk
-                read.discard()
+            facts = learn_source(read, data_as_of, since_date, workers)
+            known, fingerprints, of_rows = facts.known, facts.children, facts.children_of_rows
+            reuse = nothing_reused("a run for some children", 0)
+            if children is None:
+                reuse = plan_incremental(Path(out), facts, data_as_of, ruleset.digest, code,
+                                         shards, full)
+            del facts
+            keep = rows_to_build(of_rows, reuse.children)
+            carrying = None
+            if reuse.children:
+                # The children taken are carried over while the others are built.
+                carrying = background.enter_context(start_carry(
+                    reuse.previous, version, Taken(taken=reuse.children), shards,
+                    ruleset.digest, ahead))
+            elif ahead is not None:  # no child is taken: no page linked ahead may stay
+                ahead.discard()
+            # What the run accounts for: the rows of the children it builds.
+            extracted = {name: read.rows(name) if keep is None else int(keep[name].sum())
+                         for name in read}
+            lap("fingerprint")
+            to_build = len(fingerprints) - len(reuse.children)
+            logger.info("%d children unchanged since the published output, %d to build",
+                        len(reuse.children), to_build)
+            kept.close()  # what marking makes lives into the passes
+            marked = None
+            if carrying is None or to_build:
+                marked = mark_rows(read, of_rows, keep, known, shards, to_build, version,
+                                   workers)
+        finally:  # what a pass needs is in `marked`, or on disk
+            read.discard()
         del read, of_rows, keep
 
         if marked is None:
